@@ -1,0 +1,1 @@
+"""The ``anonlens`` command line: thin Typer commands over the library."""

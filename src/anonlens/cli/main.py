@@ -1,0 +1,298 @@
+"""``anonlens`` command line. Each command parses options, calls one library function and
+renders what it returns; the work itself lives in the library (see :mod:`anonlens.batch`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .._version import __version__
+from ..errors import AnonlensError
+
+app = typer.Typer(
+    name="anonlens",
+    help="Anonymize people in images, then measure how anonymous the result is.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _parse_options(pairs: List[str] | None, what: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict; values are read as JSON when they parse (numbers, lists)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            _fail(f"{what} option '{pair}' must look like key=value")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"anonlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """anonlens: anonymize faces and people in images, fail closed, keep no metadata."""
+
+
+@app.command("anonymize")
+def anonymize_cmd(
+    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively).", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder; mirrors the input tree. Never inside an input folder."),
+    scope: str = typer.Option("face", help="What to anonymize: face, body (whole people) or image (the whole frame)."),
+    detector: Optional[str] = typer.Option(None, help="Detector name (see `anonlens detectors`). Default: centerface for faces, hog-person for bodies."),
+    threshold: Optional[float] = typer.Option(None, help="Detector score threshold (detector's default if omitted)."),
+    boxes: Optional[Path] = typer.Option(None, help="Your own regions: JSON or CSV of boxes/polygons per image (uses the 'boxes' detector)."),
+    masks: Optional[Path] = typer.Option(None, help="Your own regions: folder of mask images mirroring the inputs (uses the 'boxes' detector)."),
+    detector_option: Optional[List[str]] = typer.Option(None, "--detector-option", "-d", help="Detector option key=value (repeatable), e.g. -d max_side=1280."),
+    operator: str = typer.Option("blur", help="Perturbation: blur, pixelate, mask, noise, dp-pix, inpaint (see `anonlens operators`)."),
+    operator_option: Optional[List[str]] = typer.Option(None, "--operator-option", "-p", help="Operator option key=value (repeatable), e.g. -p strength=0.3 or -p blocks=6."),
+    seed: Optional[int] = typer.Option(None, help="Seed for random operators (noise, dp-pix). Default: unpredictable noise."),
+    shape: Optional[str] = typer.Option(None, help="Region shape: ellipse, box, mask or auto. Default: ellipse for faces, box for bodies."),
+    margin: Optional[float] = typer.Option(None, help="Grow each region by this fraction of its size on every side. Default: 0.25 faces, 0.05 bodies."),
+    on_empty: str = typer.Option("keep", help="When nothing is found: keep (copy unchanged, flag for review), skip (write nothing), full (anonymize the whole image)."),
+    keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (never GPS, maker notes or thumbnails) and the colour profile. Default: strip everything."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip images whose output is done and whose input is unchanged."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = one per CPU core (fewer for small batches)."),
+    max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels than this (decompression-bomb guard)."),
+    jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG/WebP outputs."),
+    manifest: Optional[Path] = typer.Option(None, help="Where to write the JSON manifest. Default: OUTPUT/anonlens-manifest.json."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Anonymize every face (or person, or whole image) in INPUTS and write the results to OUTPUT.
+
+    Inputs are never modified. Each output is written atomically, without metadata. An image that
+    fails (unreadable, detector or operator error) gets no output at all, and the exit code is 1.
+    A JSON manifest records, per image, the regions found, every parameter and both files' hashes.
+    """
+    from ..batch import BatchOptions, run_batch
+    from ..pipeline import AnonymizeConfig
+
+    det_opts = _parse_options(detector_option, "detector")
+    op_opts = _parse_options(operator_option, "operator")
+    if boxes is not None or masks is not None:
+        if detector not in (None, "boxes"):
+            _fail("--boxes/--masks use the 'boxes' detector; drop --detector")
+        detector = "boxes"
+        if boxes is not None:
+            det_opts["file"] = str(boxes)
+        if masks is not None:
+            det_opts["masks"] = str(masks)
+    if threshold is not None:
+        det_opts["threshold"] = threshold
+    if seed is not None:
+        op_opts["seed"] = seed
+    if overwrite and resume:
+        _fail("--overwrite and --resume exclude each other")
+    try:
+        config = AnonymizeConfig(
+            scope=scope,  # type: ignore[arg-type]
+            detector=detector,
+            detector_options=det_opts,
+            operator=operator,
+            operator_options=op_opts,
+            shape=shape,  # type: ignore[arg-type]
+            margin=margin,
+            on_empty=on_empty,  # type: ignore[arg-type]
+        )
+        # Build the detector and operator once here, so that a wrong name or option, or missing
+        # weights, is one clear error before any file is touched.
+        from ..pipeline import cached_anonymizer
+
+        cached_anonymizer(config)
+        options = BatchOptions(
+            config=config,
+            keep_metadata=keep_metadata,
+            max_pixels=max_pixels,
+            jpeg_quality=jpeg_quality,
+            overwrite=overwrite,
+            resume=resume,
+            workers=workers,
+        )
+        report = _run_with_progress(run_batch, inputs, output, options, manifest, quiet)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    _print_summary(report, json_out)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _run_with_progress(run_batch, inputs, output, options, manifest, quiet):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]anonymizing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=False,
+    )
+    state: dict[str, Any] = {"task": None, "failed": 0}
+
+    def on_start(total: int) -> None:
+        state["task"] = progress.add_task("anonymize", total=total, failed=0)
+
+    def on_record(rec: dict[str, Any]) -> None:
+        if rec["status"] == "failed":
+            state["failed"] += 1
+            progress.console.print(f"[red]failed[/] {escape(rec.get('error', rec['input']))}")
+        progress.update(state["task"], advance=1, failed=state["failed"])
+
+    with progress:
+        return run_batch(inputs, output, options, manifest_path=manifest, progress=on_record, on_start=on_start)
+
+
+def _print_summary(report, json_out: bool) -> None:
+    summary = report.summary()
+    if json_out:
+        payload = {
+            "summary": summary,
+            "manifest": str(report.manifest_path),
+            "nothing_found": [r["input"] for r in report.nothing_found],
+            "failed": [{"input": r["input"], "error": r.get("error")} for r in report.failed],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    table = Table(title="anonlens anonymize", show_header=True, header_style="bold")
+    table.add_column("result")
+    table.add_column("images", justify="right")
+    labels = {
+        "anonymized": "anonymized",
+        "kept": "nothing found, copied unchanged (review!)",
+        "full-frame": "nothing found, whole image anonymized",
+        "skipped": "nothing found, not written",
+        "resumed": "already done (resumed)",
+        "exists": "output existed, kept",
+        "ignored": "not an image file, ignored",
+        "failed": "FAILED, no output written",
+    }
+    for key, label in labels.items():
+        if summary[key]:
+            style = "red" if key == "failed" else ("yellow" if key in ("kept", "full-frame", "skipped", "exists") else "")
+            table.add_row(f"[{style}]{label}[/]" if style else label, str(summary[key]))
+    table.add_row("regions anonymized", str(summary["regions"]))
+    rate = summary["images_per_second"]
+    table.add_row("time", f"{summary['seconds']:.1f} s" + (f" ({rate:.2f} images/s)" if rate else ""))
+    out_console.print(table)
+    if report.nothing_found:
+        out_console.print(f"[yellow]Nothing was found in {len(report.nothing_found)} image(s); review them:[/]")
+        for r in report.nothing_found[:20]:
+            out_console.print(f"  {escape(r['input'])}")
+        if len(report.nothing_found) > 20:
+            out_console.print(f"  ... and {len(report.nothing_found) - 20} more (see the manifest)")
+    if report.failed:
+        out_console.print(f"[red]{len(report.failed)} image(s) failed; nothing was written for them:[/]")
+        for r in report.failed[:20]:
+            out_console.print(f"  {escape(r.get('error') or r['input'])}")
+    out_console.print(f"manifest: {escape(str(report.manifest_path))}")
+
+
+@app.command("demo")
+def demo_cmd(
+    output: Path = typer.Option(Path("anonlens-demo"), "--output", "-o", help="Folder for the sample inputs, outputs and manifest."),
+    operator: str = typer.Option("blur", help="Perturbation to demonstrate."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run the main job on built-in public-domain sample photos (scikit-image's astronaut and cameraman)."""
+    from ..batch import BatchOptions, run_batch
+    from ..pipeline import AnonymizeConfig
+    from ..samples import write_samples
+
+    inputs = output / "input"
+    anonymized = output / "anonymized"
+    write_samples(inputs)
+    options = BatchOptions(config=AnonymizeConfig(operator=operator), overwrite=True)
+    try:
+        report = _run_with_progress(run_batch, [inputs], anonymized, options, None, quiet)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    _print_summary(report, False)
+    out_console.print(f"sample inputs: {escape(str(inputs))}\nanonymized:    {escape(str(anonymized))}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _registry_table(registry, title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    table.add_column("name")
+    table.add_column("what it does")
+    table.add_column("options (default)")
+    for entry in registry.entries():
+        opts = ", ".join(f"{k}={v!r}" for k, v in entry.options().items())
+        extra = ""
+        if entry.tags.get("offline") is False:
+            extra = " [yellow](needs downloaded weights)[/]"
+        table.add_row(entry.name, escape(entry.summary) + extra, escape(opts))
+    return table
+
+
+@app.command("detectors")
+def detectors_cmd() -> None:
+    """List the detectors and their options."""
+    from ..detectors import DETECTORS
+
+    out_console.print(_registry_table(DETECTORS, "detectors"))
+
+
+@app.command("operators")
+def operators_cmd() -> None:
+    """List the anonymization operators and their options."""
+    from ..operators import OPERATORS
+
+    out_console.print(_registry_table(OPERATORS, "operators"))
+
+
+@app.command("inspect")
+def inspect_cmd(files: List[Path] = typer.Argument(..., help="Image files to check for metadata.")) -> None:
+    """Show the metadata segments (EXIF, XMP, IPTC, comments, text chunks) a file carries. Exit 1 if any."""
+    from ..io import container_segments, metadata_segments
+
+    dirty = 0
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            _fail(f"{f}: {exc.strerror or exc}")
+        fmt, segments = container_segments(data)
+        meta = metadata_segments(data)
+        dirty += bool(meta)
+        verdict = f"[red]metadata: {', '.join(meta)}[/]" if meta else "[green]no metadata[/]"
+        out_console.print(f"{escape(str(f))} ({fmt}): {verdict}")
+    raise typer.Exit(1 if dirty else 0)
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

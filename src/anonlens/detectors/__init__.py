@@ -1,0 +1,38 @@
+"""Detectors: a registry of named region finders (faces, people, user-supplied regions).
+
+>>> from anonlens.detectors import list_detectors
+>>> list_detectors()
+['boxes', 'centerface', 'dlib-hog', 'hog-person', 'maskrcnn-person']
+>>> list_detectors(label="face")
+['centerface', 'dlib-hog']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+from .base import Detector, nms
+from .boxes import Boxes
+from .centerface import CenterFace
+from .dlib_hog import DlibHOG
+from .hog_person import HOGPerson
+from .maskrcnn import MaskRCNNPerson
+
+__all__ = ["Detector", "DETECTORS", "create_detector", "list_detectors", "nms"]
+
+DETECTORS: Registry[Detector] = Registry("detector")
+DETECTORS.add("centerface", CenterFace, label="face", weights="centerface", offline=True)
+DETECTORS.add("dlib-hog", DlibHOG, label="face", weights=None, offline=True)
+DETECTORS.add("hog-person", HOGPerson, label="person", weights=None, offline=True)
+DETECTORS.add("boxes", Boxes, label="region", weights=None, offline=True)
+DETECTORS.add("maskrcnn-person", MaskRCNNPerson, label="person", weights="maskrcnn-resnet50-fpn-coco", offline=False)
+
+
+def create_detector(name: str, **options: Any) -> Detector:
+    """Create the detector registered as ``name`` (see :func:`list_detectors`)."""
+    return DETECTORS.create(name, **options)
+
+
+def list_detectors(**tags: Any) -> list[str]:
+    return DETECTORS.names(**tags)

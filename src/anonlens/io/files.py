@@ -1,0 +1,93 @@
+"""File-system helpers: atomic writes, hashing, and finding input images."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .images import SUPPORTED_SUFFIXES
+
+__all__ = ["write_atomic", "sha256_bytes", "InputFile", "discover_inputs", "is_within"]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, *, tmp_dir: str | os.PathLike | None = None) -> None:
+    """Write ``data`` to ``path`` so that ``path`` either holds all of it or does not change.
+
+    The bytes go to a temporary file on the same file system (``tmp_dir`` or the target's
+    folder), are flushed to disk, and the file is renamed over ``path`` in one step. A process
+    killed midway leaves at most a temporary file, never a partial ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tmp_dir) if tmp_dir is not None else path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".anonlens-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or inside it (both resolved)."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to process: where it is, its key relative to its input root, and whether it was
+    named explicitly (explicit files that are not images are errors; in folders they are listed
+    as ignored)."""
+
+    path: Path
+    rel: str
+    explicit: bool
+
+    @property
+    def supported(self) -> bool:
+        return self.path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def discover_inputs(inputs: Iterable[str | os.PathLike], *, exclude: Iterable[Path] = ()) -> Iterator[InputFile]:
+    """Yield the files under ``inputs`` (files, or folders walked recursively in sorted order).
+
+    Hidden files and folders (name starting with '.') are skipped, symbolic links to folders are
+    not followed, and anything under ``exclude`` is left out.
+    """
+    excluded = [Path(e).resolve() for e in exclude]
+    for item in inputs:
+        root = Path(item)
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+                here = Path(dirpath)
+                dirnames[:] = sorted(
+                    d for d in dirnames if not d.startswith(".") and not any(is_within(here / d, e) for e in excluded)
+                )
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue
+                    p = here / name
+                    yield InputFile(p, p.relative_to(root).as_posix(), explicit=False)
+        else:
+            yield InputFile(root, root.name, explicit=True)

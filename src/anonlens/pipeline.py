@@ -1,0 +1,266 @@
+"""Anonymize one image: detect regions, perturb them, and record exactly what was done.
+
+>>> import numpy as np, anonlens
+>>> img = np.full((64, 64, 3), 128, np.uint8)
+>>> result = anonlens.anonymize(img, scope="image", operator="mask")
+>>> result.action, int(result.image.max())
+('anonymized', 0)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any, Literal, Mapping
+
+import numpy as np
+
+from .checks import as_rgb_uint8
+from .detectors import DETECTORS, Detector, create_detector
+from .errors import AnonlensError
+from .operators import Operator, create_operator
+from .regions import Region, Shape, region_mask, whole_image_region
+
+__all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "SCOPE_DEFAULTS"]
+
+Scope = Literal["face", "body", "image"]
+OnEmpty = Literal["keep", "skip", "full"]
+
+#: per scope: default detector, region shape and margin (fraction of the box added on each side)
+SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "face": {"detector": "centerface", "shape": "ellipse", "margin": 0.25},
+    "body": {"detector": "hog-person", "shape": "box", "margin": 0.05},
+    "image": {"detector": None, "shape": "box", "margin": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class AnonymizeConfig:
+    """Everything that decides how one image is anonymized (hashable, picklable, JSON-able).
+
+    ``detector``/``shape``/``margin`` left as None take the scope's defaults (:data:`SCOPE_DEFAULTS`).
+    ``on_empty`` says what happens when nothing is found: ``keep`` the image unchanged (flagged for
+    review), ``skip`` it (no output), or anonymize the ``full`` frame.
+    """
+
+    scope: Scope = "face"
+    detector: str | None = None
+    detector_options: tuple[tuple[str, Any], ...] = ()
+    operator: str = "blur"
+    operator_options: tuple[tuple[str, Any], ...] = ()
+    shape: Shape | None = None
+    margin: float | None = None
+    on_empty: OnEmpty = "keep"
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPE_DEFAULTS:
+            raise AnonlensError(f"scope must be one of {', '.join(SCOPE_DEFAULTS)}; got {self.scope!r}")
+        if self.on_empty not in ("keep", "skip", "full"):
+            raise AnonlensError(f"on_empty must be keep, skip or full; got {self.on_empty!r}")
+        if self.shape is not None and self.shape not in ("auto", "ellipse", "box", "mask"):
+            raise AnonlensError(f"shape must be auto, ellipse, box or mask; got {self.shape!r}")
+        if self.margin is not None and not (0.0 <= float(self.margin) <= 5.0):
+            raise AnonlensError(f"margin must be between 0 and 5 (fraction of the box per side); got {self.margin!r}")
+        # accept dicts for convenience; store sorted tuples so the config stays hashable
+        for name in ("detector_options", "operator_options"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, tuple(sorted(value.items())))
+            object.__setattr__(self, name, tuple((k, _freeze(v)) for k, v in getattr(self, name)))
+
+    @property
+    def detector_name(self) -> str | None:
+        if self.scope == "image":
+            return None
+        return self.detector or SCOPE_DEFAULTS[self.scope]["detector"]
+
+    @property
+    def region_shape(self) -> Shape:
+        return self.shape or SCOPE_DEFAULTS[self.scope]["shape"]
+
+    @property
+    def region_margin(self) -> float:
+        return float(self.margin if self.margin is not None else SCOPE_DEFAULTS[self.scope]["margin"])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["detector"] = self.detector_name
+        d["detector_options"] = dict(self.detector_options)
+        d["operator_options"] = dict(self.operator_options)
+        d["shape"] = self.region_shape
+        d["margin"] = self.region_margin
+        return json.loads(json.dumps(d, default=_jsonable))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+@dataclass
+class AnonymizationResult:
+    """What :func:`anonymize` did to one image.
+
+    ``action`` is ``anonymized`` (regions were perturbed), ``kept`` (nothing found, image unchanged,
+    ``on_empty='keep'``), ``skipped`` (nothing found, no output, ``image`` is None) or ``full-frame``
+    (nothing found, whole image perturbed). ``record`` is the JSON-able account for manifests.
+    """
+
+    image: np.ndarray | None
+    regions: list[Region]
+    action: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """True when the detector found nothing (the image needs a person's review)."""
+        return not self.regions and self.action != "anonymized"
+
+
+class Anonymizer:
+    """A detector and an operator loaded once, applied to many images.
+
+    >>> anon = Anonymizer(AnonymizeConfig(scope="image", operator="pixelate"))
+    >>> anon(np.zeros((32, 32, 3), np.uint8)).action
+    'anonymized'
+    """
+
+    def __init__(
+        self,
+        config: AnonymizeConfig | None = None,
+        *,
+        detector: Detector | None = None,
+        operator: Operator | None = None,
+    ):
+        self.config = config or AnonymizeConfig()
+        name = self.config.detector_name
+        if detector is not None:
+            self.detector: Detector | None = detector
+        elif name is None:
+            self.detector = None
+        else:
+            self.detector = create_detector(name, **dict(self.config.detector_options))
+        self.operator = operator or create_operator(self.config.operator, **_thaw(dict(self.config.operator_options)))
+
+    def describe(self) -> dict[str, Any]:
+        """Detector and operator with all their options (for manifests)."""
+        return {
+            "scope": self.config.scope,
+            "detector": None if self.detector is None else {"name": self.detector.name, "options": _opts(self.detector)},
+            "operator": {"name": self.operator.name, "options": _opts(self.operator)},
+            "shape": self.config.region_shape,
+            "margin": self.config.region_margin,
+            "on_empty": self.config.on_empty,
+        }
+
+    def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:
+        if self.detector is None:
+            return [whole_image_region(*image.shape[:2])]
+        return self.detector.detect(image, source=source)
+
+    def apply(self, image: np.ndarray, regions: list[Region]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Perturb ``regions`` of ``image``; returns the new image and the parameters per region."""
+        out = image
+        params = []
+        for region in regions:
+            shape = self.config.region_shape
+            if region.label == "image":
+                shape = "box"
+            elif shape != "mask" and region.mask is not None and self.config.shape is None:
+                shape = "mask"  # a region with its own mask is anonymized by it unless told otherwise
+            mask = region_mask(region, image.shape, shape=shape, margin=self.config.region_margin)
+            out, p = self.operator(out, mask, region)
+            params.append({**region.to_dict(), "shape": shape, "pixels": int(mask.sum()), "params": p})
+        if out is image:
+            out = image.copy()
+        return out, params
+
+    def __call__(self, image: np.ndarray, *, source: str | None = None) -> AnonymizationResult:
+        image = as_rgb_uint8(image)
+        regions = self.detect(image, source=source)
+        record: dict[str, Any] = self.describe()
+        if regions:
+            out, params = self.apply(image, regions)
+            record["regions"] = params
+            return AnonymizationResult(out, regions, "anonymized", record)
+        record["regions"] = []
+        policy = self.config.on_empty
+        if policy == "keep":
+            return AnonymizationResult(image.copy(), [], "kept", record)
+        if policy == "skip":
+            return AnonymizationResult(None, [], "skipped", record)
+        out, params = self.apply(image, [whole_image_region(*image.shape[:2])])
+        record["full_frame"] = params
+        return AnonymizationResult(out, [], "full-frame", record)
+
+
+def _opts(obj: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(obj.options(), default=_jsonable))
+
+
+def _thaw(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+@lru_cache(maxsize=8)
+def cached_anonymizer(config: AnonymizeConfig) -> Anonymizer:
+    """One :class:`Anonymizer` per configuration and process (models load once)."""
+    return Anonymizer(config)
+
+
+def anonymize(
+    image: np.ndarray,
+    *,
+    scope: Scope = "face",
+    detector: str | Detector | None = None,
+    operator: str | Operator = "blur",
+    shape: Shape | None = None,
+    margin: float | None = None,
+    on_empty: OnEmpty = "keep",
+    source: str | None = None,
+    detector_options: Mapping[str, Any] | None = None,
+    operator_options: Mapping[str, Any] | None = None,
+) -> AnonymizationResult:
+    """Anonymize the faces (``scope="face"``), people (``"body"``) or whole ``image``.
+
+    Detectors and operators given by name are created once per process and reused; instances
+    are used as given. ``image`` is ``(H, W, 3)`` uint8 RGB (see :mod:`anonlens.checks`); the
+    input array is never modified. Returns an :class:`AnonymizationResult`.
+    """
+    if detector is not None and not isinstance(detector, (str, Detector)):
+        raise TypeError(f"detector must be a name or a Detector, got {type(detector).__name__}")
+    if detector is not None and isinstance(detector, str) and detector not in DETECTORS:
+        DETECTORS.get(detector)  # raises the did-you-mean error
+    config = AnonymizeConfig(
+        scope=scope,
+        detector=detector if isinstance(detector, str) else None,
+        detector_options=tuple(sorted((detector_options or {}).items())),
+        operator=operator if isinstance(operator, str) else operator.name,
+        operator_options=tuple(sorted((operator_options or {}).items())),
+        shape=shape,
+        margin=margin,
+        on_empty=on_empty,
+    )
+    if isinstance(detector, Detector) or isinstance(operator, Operator):
+        anon = Anonymizer(
+            config,
+            detector=detector if isinstance(detector, Detector) else None,
+            operator=operator if isinstance(operator, Operator) else None,
+        )
+    else:
+        anon = cached_anonymizer(config)
+    return anon(image, source=source)

@@ -1,0 +1,121 @@
+"""Regions found by detectors, and the pixel masks anonymization operates on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+__all__ = ["Region", "Shape", "region_mask", "whole_image_region"]
+
+Shape = Literal["auto", "ellipse", "box", "mask"]
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """One thing to anonymize.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in pixels of the image it was found in (x to the right, y
+    down, ``x2``/``y2`` exclusive). ``mask`` (optional) is a boolean ``(H, W)`` array of the
+    whole image; ``landmarks`` (optional) a ``(K, 2)`` array of ``(x, y)`` points.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float = 1.0
+    label: str = "face"
+    mask: np.ndarray | None = field(default=None, repr=False)
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def size(self) -> float:
+        """The region's larger side in pixels: the reference for relative operator strength."""
+        return max(self.width, self.height, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 4),
+            "label": self.label,
+            "has_mask": self.mask is not None,
+        }
+        if self.landmarks is not None:
+            out["landmarks"] = np.round(np.asarray(self.landmarks, float), 2).tolist()
+        return out
+
+
+def whole_image_region(height: int, width: int) -> Region:
+    return Region((0.0, 0.0, float(width), float(height)), 1.0, "image")
+
+
+def _expanded_box(region: Region, margin: float, height: int, width: int) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = region.box
+    dx, dy = region.width * margin, region.height * margin
+    return (
+        int(np.floor(max(0.0, x1 - dx))),
+        int(np.floor(max(0.0, y1 - dy))),
+        int(np.ceil(min(float(width), x2 + dx))),
+        int(np.ceil(min(float(height), y2 + dy))),
+    )
+
+
+def region_mask(
+    region: Region,
+    image_shape: tuple[int, ...],
+    *,
+    shape: Shape = "auto",
+    margin: float = 0.0,
+) -> np.ndarray:
+    """Boolean ``(H, W)`` mask of the pixels to anonymize for ``region``.
+
+    ``margin`` grows the region by that fraction of its width/height on every side (0.25 makes a
+    box 1.5 times as wide and as high). ``shape="auto"`` uses the region's own mask when it has one
+    and an ellipse inscribed in the (grown) box otherwise. With ``shape="mask"`` the mask is
+    dilated by ``margin`` times the region's size.
+
+    >>> m = region_mask(Region((2, 2, 6, 6)), (8, 8), shape="box")
+    >>> int(m.sum()), bool(m[2, 2]), bool(m[6, 6])
+    (16, True, False)
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if shape == "auto":
+        shape = "mask" if region.mask is not None else "ellipse"
+    if shape == "mask":
+        if region.mask is None:
+            raise ValueError("shape='mask' needs a region with a mask; this detector gives boxes only")
+        mask = np.asarray(region.mask, bool)
+        if mask.shape != (height, width):
+            raise ValueError(f"region mask has shape {mask.shape}; the image is {(height, width)}")
+        radius = int(round(margin * region.size))
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+        return mask
+    out = np.zeros((height, width), dtype=bool)
+    x1, y1, x2, y2 = _expanded_box(region, margin, height, width)
+    if x2 <= x1 or y2 <= y1:
+        return out
+    if shape == "box":
+        out[y1:y2, x1:x2] = True
+        return out
+    if shape != "ellipse":
+        raise ValueError(f"shape must be one of auto, ellipse, box, mask; got {shape!r}")
+    # Ellipse inscribed in the grown box, in box-local coordinates; computed on the unclipped box
+    # so that a face at the border keeps its ellipse instead of a shrunken one.
+    bx1, by1, bx2, by2 = region.box
+    dx, dy = region.width * margin, region.height * margin
+    cx, cy = (bx1 + bx2) / 2.0, (by1 + by2) / 2.0
+    rx, ry = max(region.width / 2.0 + dx, 0.5), max(region.height / 2.0 + dy, 0.5)
+    yy, xx = np.ogrid[y1:y2, x1:x2]
+    inside = ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1.0
+    out[y1:y2, x1:x2] = inside
+    return out

@@ -1,0 +1,28 @@
+"""Process-wide compute settings: how many threads native libraries may use.
+
+The batch runner calls :func:`set_num_threads` in every worker so that N workers on N cores do not
+each start N threads. Detectors read :func:`num_threads` when they build their models.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["set_num_threads", "num_threads"]
+
+_THREADS: int | None = None
+
+
+def set_num_threads(n: int | None) -> None:
+    """Limit OpenCV, OpenVINO and (if loaded) torch to ``n`` threads; ``None`` restores defaults."""
+    global _THREADS
+    _THREADS = None if n is None else max(1, int(n))
+    import cv2
+
+    cv2.setNumThreads(-1 if _THREADS is None else _THREADS)
+    if _THREADS is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_THREADS)
+
+
+def num_threads() -> int | None:
+    return _THREADS
