@@ -33,6 +33,8 @@ SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "body": {"detector": "hog-person", "shape": "box", "margin": 0.05},
     "image": {"detector": None, "shape": "box", "margin": 0.0},
 }
+#: detectors whose regions are exact (the user's own): used as given unless shape/margin are set
+EXACT_DETECTORS = {"boxes": {"shape": "box", "margin": 0.0}}
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,17 @@ class AnonymizeConfig:
             return None
         return self.detector or SCOPE_DEFAULTS[self.scope]["detector"]
 
+    def _default(self, key: str) -> Any:
+        exact = EXACT_DETECTORS.get(self.detector_name or "")
+        return (exact or SCOPE_DEFAULTS[self.scope])[key]
+
     @property
     def region_shape(self) -> Shape:
-        return self.shape or SCOPE_DEFAULTS[self.scope]["shape"]
+        return self.shape or self._default("shape")
 
     @property
     def region_margin(self) -> float:
-        return float(self.margin if self.margin is not None else SCOPE_DEFAULTS[self.scope]["margin"])
+        return float(self.margin if self.margin is not None else self._default("margin"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -149,7 +149,7 @@ def resolve_weights(
             f"weights '{spec.name}' ({spec.filename}) not found; searched: {'; '.join(searched)}. "
             f"To fix: {hint}{how}, or pass the file's path."
         )
-    if check_hash:
+    if check_hash and path is None:  # a file the caller names on purpose may be their own fine-tune
         _check_hash(spec, found)
     return found
 

@@ -248,10 +248,7 @@ def _registry_table(registry, title: str) -> Table:
     table.add_column("options (default)")
     for entry in registry.entries():
         opts = ", ".join(f"{k}={v!r}" for k, v in entry.options().items())
-        extra = ""
-        if entry.tags.get("offline") is False:
-            extra = " [yellow](needs downloaded weights)[/]"
-        table.add_row(entry.name, escape(entry.summary) + extra, escape(opts))
+        table.add_row(entry.name, escape(entry.summary.replace("``", "")), escape(opts))
     return table
 
 
