@@ -207,12 +207,18 @@ class BatchReport:
         }
 
 
-def _effective_workers(requested: int, n_tasks: int) -> int:
-    """``requested`` workers, or with 0 one per CPU core but no more than one per 8 images (a
+def _effective_workers(requested: int, n_tasks: int, config: AnonymizeConfig) -> int:
+    """``requested`` workers, or with 0: one process when the detector already uses every core
+    itself (CenterFace on OpenVINO), else one per CPU core but no more than one per 8 images (a
     worker costs a second or two to start and load its models)."""
     if n_tasks <= 1:
         return 1
     if requested <= 0:
+        from .detectors import DETECTORS
+
+        name = config.detector_name
+        if name is not None and getattr(DETECTORS.get(name).factory, "multithreaded", False):
+            return 1
         requested = min(os.cpu_count() or 1, -(-n_tasks // 8))
     return max(1, min(int(requested), n_tasks))
 
@@ -313,7 +319,7 @@ def run_batch(
                 finish(pre)
             else:
                 todo.append(t)
-        workers = _effective_workers(options.workers, len(todo))
+        workers = _effective_workers(options.workers, len(todo), options.config)
         if workers == 1:
             if options.threads_per_worker is not None:
                 _worker_init(options.threads_per_worker)

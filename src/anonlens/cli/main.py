@@ -79,7 +79,7 @@ def anonymize_cmd(
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (never GPS, maker notes or thumbnails) and the colour profile. Default: strip everything."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip images whose output is done and whose input is unchanged."),
-    workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = one per CPU core (fewer for small batches)."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = automatic: one process for detectors that use every core themselves (centerface), else one per CPU core."),
     max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels than this (decompression-bomb guard)."),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG/WebP outputs."),
     manifest: Optional[Path] = typer.Option(None, help="Where to write the JSON manifest. Default: OUTPUT/anonlens-manifest.json."),

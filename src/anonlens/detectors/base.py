@@ -22,6 +22,9 @@ class Detector(ABC):
     name: ClassVar[str] = ""
     #: what the regions are: "face", "person" or "region"
     label: ClassVar[str] = "region"
+    #: True when one instance already keeps every core busy (then the batch runner's automatic
+    #: worker count is 1: more processes only add start-up time and contention)
+    multithreaded: ClassVar[bool] = False
 
     @abstractmethod
     def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:

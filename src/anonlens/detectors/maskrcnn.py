@@ -47,6 +47,7 @@ class MaskRCNNPerson(Detector):
 
     name = "maskrcnn-person"
     label = "person"
+    multithreaded = True
 
     def __init__(
         self,

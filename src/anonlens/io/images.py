@@ -68,6 +68,7 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
     exif: bytes | None = None  # cleaned EXIF (only kept when asked for)
     icc_profile: bytes | None = None
+    jpeg_subsampling: int | None = None  # the source's chroma subsampling (0: 4:4:4, 1: 4:2:2, 2: 4:2:0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -136,6 +137,12 @@ def decode_image(
         raise ImageReadError(name, f"cannot decode: {problem}") from None
 
     notes: list[str] = []
+    subsampling = None
+    if fmt == "JPEG" and img.mode in ("RGB", "YCbCr"):
+        from PIL import JpegImagePlugin
+
+        sampling = JpegImagePlugin.get_sampling(img)
+        subsampling = sampling if sampling in (0, 1, 2) else None
     exif_bytes = _clean_exif(img) if keep_metadata else None
     orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation not in (1, None):
@@ -196,6 +203,7 @@ def decode_image(
         notes=notes,
         exif=exif_bytes,
         icc_profile=icc if keep_metadata else None,
+        jpeg_subsampling=subsampling,
     )
 
 
@@ -240,7 +248,9 @@ def encode_image(
         img.putalpha(Image.fromarray(loaded.alpha, "L"))
     params: dict = {}
     if fmt == "JPEG":
-        params.update(quality=int(quality), subsampling=0 if quality >= 90 else 2, optimize=False)
+        # keep the source's chroma resolution (no point encoding colour detail it never had)
+        sub = loaded.jpeg_subsampling if loaded.jpeg_subsampling is not None else (0 if quality >= 90 else 2)
+        params.update(quality=int(quality), subsampling=sub, optimize=False)
     elif fmt == "WEBP":
         params.update(quality=int(quality))
     elif fmt == "PNG":

@@ -9,7 +9,7 @@ not the image's.
 >>> img = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
 >>> m = np.zeros((4, 4), bool); m[:2, :2] = True
 >>> out = fill(img, m, color=(0, 0, 0))
->>> out[0, 0].tolist(), (out[~m] == img[~m]).all()
+>>> out[0, 0].tolist(), bool((out[~m] == img[~m]).all())
 ([0, 0, 0], True)
 """
 
