@@ -70,6 +70,7 @@ def same_faces(images: list[Path], manifest: Path) -> tuple[int, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="timed rounds (deface and anonlens alternate); the median is reported")
     ap.add_argument("--memory", type=int, default=0, help="also measure peak memory for this many images (and a tenth of it)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="anonlens-bench-"))
@@ -77,13 +78,21 @@ def main() -> None:
         images = make_scenes(work / "scenes", args.images)
         deface_in = work / "deface_in"
         shutil.copytree(work / "scenes", deface_in)
-        t_deface, rss_deface, r = run([str(BIN / "deface"), str(deface_in), "--thresh", "0.2", "--backend", "opencv"])
-        assert r.returncode == 0, r.stderr
-        t_one, rss_one, r = run([str(BIN / "anonlens"), "anonymize", str(work / "scenes"), "-o", str(work / "out1"), "--threshold", "0.2", "--json", "-q"])
-        assert r.returncode == 0, r.stderr
-        t_anon, rss_anon, r = run([str(BIN / "anonlens"), "anonymize", str(work / "scenes"), "-o", str(work / "out"), "--threshold", "0.2", "--json", "-q", "-j", "2"])
-        assert r.returncode == 0, r.stderr
+        anon = [str(BIN / "anonlens"), "anonymize", str(work / "scenes"), "--threshold", "0.2", "--json", "-q", "--overwrite"]
+        rounds = []
+        for k in range(args.repeat):  # alternate the tools so that machine noise hits both alike
+            shutil.rmtree(deface_in)
+            shutil.copytree(work / "scenes", deface_in)
+            t_deface, rss_deface, r = run([str(BIN / "deface"), str(deface_in), "--thresh", "0.2", "--backend", "opencv"])
+            assert r.returncode == 0, r.stderr
+            t_one, rss_one, r = run(anon + ["-o", str(work / "out1")])
+            assert r.returncode == 0, r.stderr
+            t_anon, rss_anon, r = run(anon + ["-o", str(work / "out"), "-j", "2"])
+            assert r.returncode == 0, r.stderr
+            rounds.append((t_deface, t_one, t_anon))
+            print(f"round {k + 1}: deface {t_deface:.1f} s, anonlens {t_one:.1f} s (-j 2: {t_anon:.1f} s), ratio {t_deface / t_one:.2f}x")
         summary = json.loads(r.stdout)["summary"]
+        t_deface, t_one, t_anon = (float(np.median([x[i] for x in rounds])) for i in range(3))
         theirs, matched, ours = same_faces(images, work / "out1" / "anonlens-manifest.json")
         n = args.images
         rows = [
@@ -91,12 +100,12 @@ def main() -> None:
             ("anonlens anonymize (default; one process, OpenVINO on both cores)", n / t_one, t_one, rss_one),
             ("anonlens anonymize -j 2 (two worker processes)", n / t_anon, t_anon, rss_anon),
         ]
-        print(f"machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}; {n} JPEGs 1280x720, CenterFace threshold 0.2")
+        print(f"\nmedian of {args.repeat} rounds; machine: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}; {n} JPEGs 1280x720, CenterFace threshold 0.2")
         print("| tool | images/s | wall s | peak RSS of largest process (MiB) |")
         print("|---|---:|---:|---:|")
         for name, ips, t, rss in rows:
             print(f"| {name} | {ips:.2f} | {t:.1f} | {rss} |")
-        print(f"\nspeed ratio anonlens / deface: **{t_deface / t_one:.2f}x** (default), {t_deface / t_anon:.2f}x (-j 2)")
+        print(f"\nspeed ratio anonlens / deface (medians): **{t_deface / t_one:.2f}x** (default), {t_deface / t_anon:.2f}x (-j 2); per round: {', '.join(f'{d / o:.2f}x' for d, o, _ in rounds)}")
         print(f"faces: deface {theirs}, anonlens {ours}, deface's faces also found by anonlens (IoU>=0.9): {matched}/{theirs}")
         print(f"anonlens summary: {summary['anonymized']} anonymized, {summary['nothing_found']} with nothing found, {summary['failed']} failed")
         if args.memory:

@@ -178,10 +178,16 @@ class Anonymizer:
             return [whole_image_region(*image.shape[:2])]
         return self.detector.detect(image, source=source)
 
-    def apply(self, image: np.ndarray, regions: list[Region]) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Perturb ``regions`` of ``image``; returns the new image and the parameters per region."""
+    def apply(
+        self, image: np.ndarray, regions: list[Region], *, source: str | None = None
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Perturb ``regions`` of ``image``; returns the new image and the parameters per region.
+
+        ``source`` (the image's key) seeds random operators per image when they have a seed.
+        """
         out = image
         params = []
+        rng = self.operator.rng_for(source) if self.operator.stochastic else None
         for region in regions:
             shape = self.config.region_shape
             if region.label == "image":
@@ -189,7 +195,7 @@ class Anonymizer:
             elif shape != "mask" and region.mask is not None and self.config.shape is None:
                 shape = "mask"  # a region with its own mask is anonymized by it unless told otherwise
             mask = region_mask(region, image.shape, shape=shape, margin=self.config.region_margin)
-            out, p = self.operator(out, mask, region)
+            out, p = self.operator(out, mask, region, rng=rng)
             params.append({**region.to_dict(), "shape": shape, "pixels": int(mask.sum()), "params": p})
         if out is image:
             out = image.copy()
@@ -200,7 +206,7 @@ class Anonymizer:
         regions = self.detect(image, source=source)
         record: dict[str, Any] = self.describe()
         if regions:
-            out, params = self.apply(image, regions)
+            out, params = self.apply(image, regions, source=source)
             record["regions"] = params
             return AnonymizationResult(out, regions, "anonymized", record)
         record["regions"] = []
@@ -209,7 +215,7 @@ class Anonymizer:
             return AnonymizationResult(image.copy(), [], "kept", record)
         if policy == "skip":
             return AnonymizationResult(None, [], "skipped", record)
-        out, params = self.apply(image, [whole_image_region(*image.shape[:2])])
+        out, params = self.apply(image, [whole_image_region(*image.shape[:2])], source=source)
         record["full_frame"] = params
         return AnonymizationResult(out, [], "full-frame", record)
 

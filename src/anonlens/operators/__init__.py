@@ -35,7 +35,6 @@ class Blur(Operator):
     name = "blur"
 
     def __init__(self, *, strength: float = 0.2, sigma: float | None = None):
-        super().__init__()
         self.strength = check_positive(strength, "strength")
         self.sigma = None if sigma is None else check_positive(sigma, "sigma")
 
@@ -52,7 +51,6 @@ class Pixelate(Operator):
     name = "pixelate"
 
     def __init__(self, *, blocks: int = 8, block: int | None = None):
-        super().__init__()
         self.blocks = int(check_positive(blocks, "blocks"))
         self.block = None if block is None else int(check_positive(block, "block"))
 
@@ -69,7 +67,6 @@ class Mask(Operator):
     name = "mask"
 
     def __init__(self, *, color: Sequence[int] = (0, 0, 0)):
-        super().__init__()
         self.color = [int(c) for c in color]
         F.fill(np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool), color=self.color)  # validate
 
@@ -93,7 +90,6 @@ class Noise(Operator):
     stochastic = True
 
     def __init__(self, *, sigma: float = 0.25, blocks: int = 8, seed: int | None = None):
-        super().__init__()
         self.sigma = check_positive(sigma, "sigma")
         self.blocks = int(check_positive(blocks, "blocks", allow_zero=True))
         self.seed = seed
@@ -102,10 +98,10 @@ class Noise(Operator):
         block = math.ceil(region.size / self.blocks) if self.blocks else 0
         return {"sigma": self.sigma, "block": int(block)}
 
-    def apply(self, image, mask, *, sigma, block):
+    def apply(self, image, mask, *, sigma, block, rng=None):
         if block > 1:
             image = F.pixelate(image, mask, block=block)
-        return F.gaussian_noise(image, mask, sigma=sigma, rng=self.rng)
+        return F.gaussian_noise(image, mask, sigma=sigma, rng=rng)
 
 
 @OPERATORS.register("dp-pix", summary="Differentially private pixelation (DP-Pix): block means + Laplace noise.")
@@ -129,7 +125,6 @@ class DPPix(Operator):
         epsilon: float = 1.0,
         seed: int | None = None,
     ):
-        super().__init__()
         self.blocks = int(check_positive(blocks, "blocks"))
         self.block = None if block is None else int(check_positive(block, "block"))
         self.m = int(check_positive(m, "m"))
@@ -141,8 +136,8 @@ class DPPix(Operator):
         scale = F.dp_noise_scale(block=block, m=self.m, epsilon=self.epsilon)
         return {"block": int(block), "m": self.m, "epsilon": self.epsilon, "laplace_scale": round(scale, 4)}
 
-    def apply(self, image, mask, *, block, m, epsilon, laplace_scale=None):
-        return F.dp_pixelate(image, mask, block=block, m=m, epsilon=epsilon, rng=self.rng)
+    def apply(self, image, mask, *, block, m, epsilon, laplace_scale=None, rng=None):
+        return F.dp_pixelate(image, mask, block=block, m=m, epsilon=epsilon, rng=rng)
 
 
 @OPERATORS.register("inpaint", summary="Fill from the surroundings (OpenCV Telea or Navier-Stokes).")
@@ -151,7 +146,6 @@ class Inpaint(Operator):
 
     def __init__(self, *, method: Literal["telea", "ns"] = "telea", radius: float = 0.05):
         """``radius`` is a fraction of the region size when < 1, pixels otherwise."""
-        super().__init__()
         if method not in ("telea", "ns"):
             raise ValueError(f"method must be 'telea' or 'ns', got {method!r}")
         self.method = method

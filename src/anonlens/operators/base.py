@@ -8,6 +8,7 @@ which the manifest records.
 
 from __future__ import annotations
 
+import zlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -25,9 +26,6 @@ class Operator(ABC):
     #: whether the output depends on random numbers (then ``seed`` is an option)
     stochastic: ClassVar[bool] = False
 
-    def __init__(self) -> None:
-        self._rng: np.random.Generator | None = None
-
     def options(self) -> dict[str, Any]:
         """The options this operator was created with (recorded in manifests)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -40,16 +38,30 @@ class Operator(ABC):
     def apply(self, image: np.ndarray, mask: np.ndarray, **params: Any) -> np.ndarray:
         """Apply the operator with absolute ``params`` inside ``mask``."""
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, region: Region) -> tuple[np.ndarray, dict[str, Any]]:
+    def __call__(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        region: Region,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         params = self.params_for(region)
+        if self.stochastic:
+            return self.apply(image, mask, rng=rng if rng is not None else self.rng_for(None), **params), params
         return self.apply(image, mask, **params), params
 
-    @property
-    def rng(self) -> np.random.Generator:
-        if self._rng is None:
-            seed = getattr(self, "seed", None)
-            self._rng = np.random.default_rng(seed)
-        return self._rng
+    def rng_for(self, key: str | None) -> np.random.Generator:
+        """The random generator for one image.
+
+        Without a ``seed`` option: fresh, unpredictable entropy. With one: derived from the seed
+        and the image's key, so that an image gets the same noise whatever the processing order,
+        the number of workers, or which other images are in the run.
+        """
+        seed = getattr(self, "seed", None)
+        if seed is None:
+            return np.random.default_rng()
+        return np.random.default_rng([int(seed), zlib.crc32((key or "").encode("utf-8"))])
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())

@@ -63,8 +63,7 @@ def _prepare(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _paste(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], crop_out: np.ndarray) -> np.ndarray:
     y1, y2, x1, x2 = box
     out = image.copy()
-    sub = mask[y1:y2, x1:x2]
-    out[y1:y2, x1:x2][sub] = crop_out[sub]
+    np.copyto(out[y1:y2, x1:x2], crop_out, where=mask[y1:y2, x1:x2, None])
     return out
 
 
