@@ -26,6 +26,7 @@ from .errors import AnonlensError, ImageReadError
 from .io import (
     DEFAULT_MAX_PIXELS,
     discover_inputs,
+    atomic_writer,
     encode_image,
     is_within,
     metadata_segments,
@@ -170,38 +171,49 @@ def plan_tasks(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLik
 # -- running -----------------------------------------------------------------------------------
 
 
+_STATUSES = ("anonymized", "kept", "full-frame", "skipped", "resumed", "exists", "ignored", "failed")
+
+
 @dataclass
 class BatchReport:
-    """Outcome of :func:`run_batch`: the records and the manifest's path."""
+    """Outcome of :func:`run_batch`. Holds counts and the lists a person must act on (failed
+    images, images where nothing was found), not the records: those stream to the manifest, so
+    memory does not grow with the number of images. :attr:`records` reads them back."""
 
-    records: list[dict[str, Any]]
     manifest_path: Path
-    seconds: float
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_STATUSES, 0))
+    regions: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {"input", "error"}
+    nothing_found: list[str] = field(default_factory=list)  # inputs
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.counts[rec["status"]] = self.counts.get(rec["status"], 0) + 1
+        self.regions += len(rec.get("regions", []))
+        if rec["status"] == "failed":
+            self.failed.append({"input": rec["input"], "error": rec.get("error")})
+        if rec.get("nothing_found"):
+            self.nothing_found.append(rec["input"])
 
     def count(self, *statuses: str) -> int:
-        return sum(1 for r in self.records if r["status"] in statuses)
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "failed"]
-
-    @property
-    def nothing_found(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("nothing_found")]
+        return sum(self.counts.get(s, 0) for s in statuses)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """Every image's record, read from the manifest (sorted by input path)."""
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))["images"]
+
     def summary(self) -> dict[str, Any]:
-        statuses = ["anonymized", "kept", "full-frame", "skipped", "resumed", "exists", "ignored", "failed"]
-        counts = {s: self.count(s) for s in statuses}
-        images = sum(counts[s] for s in statuses if s != "ignored")
+        images = self.count(*[s for s in _STATUSES if s != "ignored"])
         return {
             "images": images,
-            **counts,
+            **{s: self.count(s) for s in _STATUSES},
             "nothing_found": len(self.nothing_found),
-            "regions": sum(len(r.get("regions", [])) for r in self.records),
+            "regions": self.regions,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
         }
@@ -301,13 +313,15 @@ def run_batch(
     if on_start:
         on_start(len(tasks))
 
-    records: list[dict[str, Any]] = []
-    journal = open(journal_path, "a", encoding="utf-8")
+    report = BatchReport(Path(manifest_path) if manifest_path else out / MANIFEST_NAME)
+    index: dict[str, int] = {}  # input -> offset of its (last) record in the journal
+    journal = open(journal_path, "ab")
 
     def finish(rec: dict[str, Any]) -> None:
-        records.append(rec)
-        journal.write(json.dumps(rec, default=str) + "\n")
+        index[rec["input"]] = journal.tell()
+        journal.write(json.dumps(rec, default=str).encode("utf-8") + b"\n")
         journal.flush()
+        report.add(rec)
         if progress:
             progress(rec)
 
@@ -342,10 +356,10 @@ def run_batch(
     finally:
         journal.close()
 
-    records.sort(key=lambda r: r["input"])
-    elapsed = time.perf_counter() - started
-    report = BatchReport(records, Path(manifest_path) if manifest_path else out / MANIFEST_NAME, elapsed)
-    write_manifest(report, options, inputs=[str(p) for p in inputs], output_dir=str(out))
+    report.seconds = time.perf_counter() - started
+    report.failed.sort(key=lambda r: r["input"])
+    report.nothing_found.sort()
+    write_manifest(report, options, journal_path, index, inputs=[str(p) for p in inputs], output_dir=str(out))
     shutil.rmtree(tmp, ignore_errors=True)
     journal_path.unlink(missing_ok=True)
     try:
@@ -355,9 +369,18 @@ def run_batch(
     return report
 
 
-def write_manifest(report: BatchReport, options: BatchOptions, *, inputs: list[str], output_dir: str) -> None:
-    """Write the run's manifest JSON atomically."""
-    manifest = {
+def write_manifest(
+    report: BatchReport,
+    options: BatchOptions,
+    journal_path: Path,
+    index: dict[str, int],
+    *,
+    inputs: list[str],
+    output_dir: str,
+) -> None:
+    """Write the run's manifest atomically, streaming the records from the journal (sorted by
+    input path, one record per line) so that memory stays flat however many images there are."""
+    head = {
         "anonlens_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
@@ -368,9 +391,13 @@ def write_manifest(report: BatchReport, options: BatchOptions, *, inputs: list[s
             "anonymize": options.config.to_dict(),
         },
         "summary": report.summary(),
-        "nothing_found": [r["input"] for r in report.nothing_found],
-        "failed": [{"input": r["input"], "error": r.get("error")} for r in report.failed],
-        "images": report.records,
+        "nothing_found": report.nothing_found,
+        "failed": report.failed,
     }
-    data = json.dumps(manifest, indent=2, default=str).encode("utf-8")
-    write_atomic(report.manifest_path, data)
+    text = json.dumps(head, indent=2, default=str)
+    with atomic_writer(report.manifest_path) as fh, open(journal_path, "rb") as journal:
+        fh.write(text[: text.rfind("}")].rstrip().encode("utf-8") + b',\n  "images": [')
+        for i, key in enumerate(sorted(index)):
+            journal.seek(index[key])
+            fh.write((b",\n    " if i else b"\n    ") + journal.readline().rstrip(b"\n"))
+        fh.write(b"\n  ]\n}\n")

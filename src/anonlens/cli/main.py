@@ -178,8 +178,8 @@ def _print_summary(report, json_out: bool) -> None:
         payload = {
             "summary": summary,
             "manifest": str(report.manifest_path),
-            "nothing_found": [r["input"] for r in report.nothing_found],
-            "failed": [{"input": r["input"], "error": r.get("error")} for r in report.failed],
+            "nothing_found": report.nothing_found,
+            "failed": report.failed,
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -206,8 +206,8 @@ def _print_summary(report, json_out: bool) -> None:
     out_console.print(table)
     if report.nothing_found:
         out_console.print(f"[yellow]Nothing was found in {len(report.nothing_found)} image(s); review them:[/]")
-        for r in report.nothing_found[:20]:
-            out_console.print(f"  {escape(r['input'])}")
+        for path in report.nothing_found[:20]:
+            out_console.print(f"  {escape(path)}")
         if len(report.nothing_found) > 20:
             out_console.print(f"  ... and {len(report.nothing_found) - 20} more (see the manifest)")
     if report.failed:

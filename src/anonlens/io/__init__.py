@@ -1,6 +1,6 @@
 """Image and file input/output: decoding with validation, metadata-free encoding, atomic writes."""
 
-from .files import InputFile, discover_inputs, is_within, sha256_bytes, write_atomic
+from .files import InputFile, atomic_writer, discover_inputs, is_within, sha256_bytes, write_atomic
 from .images import (
     DEFAULT_MAX_PIXELS,
     FORMAT_BY_SUFFIX,
@@ -17,6 +17,7 @@ __all__ = [
     "FORMAT_BY_SUFFIX",
     "SUPPORTED_SUFFIXES",
     "InputFile",
+    "atomic_writer",
     "LoadedImage",
     "container_segments",
     "decode_image",

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from .images import SUPPORTED_SUFFIXES
 
-__all__ = ["write_atomic", "sha256_bytes", "InputFile", "discover_inputs", "is_within"]
+__all__ = ["atomic_writer", "write_atomic", "sha256_bytes", "InputFile", "discover_inputs", "is_within"]
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, *, tmp_dir: str | os.PathLike | None = None) -> None:
-    """Write ``data`` to ``path`` so that ``path`` either holds all of it or does not change.
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, *, tmp_dir: str | os.PathLike | None = None) -> Iterator[BinaryIO]:
+    """Open ``path`` for writing so that it either gets everything written or does not change.
 
     The bytes go to a temporary file on the same file system (``tmp_dir`` or the target's
-    folder), are flushed to disk, and the file is renamed over ``path`` in one step. A process
-    killed midway leaves at most a temporary file, never a partial ``path``.
+    folder), are flushed to disk, and the file is renamed over ``path`` in one step when the
+    block ends without an exception. A process killed midway leaves at most a temporary
+    ``.anonlens-*.part`` file, never a partial ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,7 +35,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, tmp_dir: str | os.Path
     fd, tmp = tempfile.mkstemp(prefix=".anonlens-", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -43,6 +46,12 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, tmp_dir: str | os.Path
         except FileNotFoundError:
             pass
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, *, tmp_dir: str | os.PathLike | None = None) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, tmp_dir=tmp_dir) as fh:
+        fh.write(data)
 
 
 def is_within(path: Path, folder: Path) -> bool:

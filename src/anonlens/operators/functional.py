@@ -102,8 +102,20 @@ def _block_means(crop: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, 
     return sums / counts, rows, cols
 
 
-def _expand_cells(cells: np.ndarray, block: int, h: int, w: int) -> np.ndarray:
-    return np.repeat(np.repeat(cells, block, axis=0), block, axis=1)[:h, :w]
+def _pixelate_cells(
+    image: np.ndarray, mask: np.ndarray, block: int, noise_scale: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Cell means of the mask's bounding box (plus Laplace noise when ``noise_scale``), pasted."""
+    box = mask_bbox(mask)
+    if box is None:
+        return image.copy()
+    y1, y2, x1, x2 = box
+    means, _, _ = _block_means(image[y1:y2, x1:x2], block)
+    if noise_scale > 0:
+        means = means + rng.laplace(0.0, noise_scale, size=means.shape)
+    cells = np.clip(np.rint(means), 0, 255).astype(np.uint8)
+    expanded = np.repeat(np.repeat(cells, block, axis=0), block, axis=1)[: y2 - y1, : x2 - x1]
+    return _paste(image, mask, box, expanded)
 
 
 def pixelate(image: np.ndarray, mask: np.ndarray, *, block: int) -> np.ndarray:
@@ -113,15 +125,7 @@ def pixelate(image: np.ndarray, mask: np.ndarray, *, block: int) -> np.ndarray:
     image the region is.
     """
     image, mask = _prepare(image, mask)
-    block = int(check_positive(block, "block"))
-    box = mask_bbox(mask)
-    if box is None:
-        return image.copy()
-    y1, y2, x1, x2 = box
-    crop = image[y1:y2, x1:x2]
-    means, _, _ = _block_means(crop, block)
-    cells = np.clip(np.rint(means), 0, 255).astype(np.uint8)
-    return _paste(image, mask, box, _expand_cells(cells, block, y2 - y1, x2 - x1))
+    return _pixelate_cells(image, mask, int(check_positive(block, "block")))
 
 
 def dp_noise_scale(*, block: int, m: int, epsilon: float) -> float:
@@ -150,15 +154,7 @@ def dp_pixelate(
     m = int(check_positive(m, "m"))
     epsilon = check_positive(epsilon, "epsilon")
     rng = np.random.default_rng() if rng is None else rng
-    box = mask_bbox(mask)
-    if box is None:
-        return image.copy()
-    y1, y2, x1, x2 = box
-    crop = image[y1:y2, x1:x2]
-    means, _, _ = _block_means(crop, block)
-    noisy = means + rng.laplace(0.0, dp_noise_scale(block=block, m=m, epsilon=epsilon), size=means.shape)
-    cells = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-    return _paste(image, mask, box, _expand_cells(cells, block, y2 - y1, x2 - x1))
+    return _pixelate_cells(image, mask, block, dp_noise_scale(block=block, m=m, epsilon=epsilon), rng)
 
 
 def fill(image: np.ndarray, mask: np.ndarray, *, color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
