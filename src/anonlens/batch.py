@@ -25,6 +25,7 @@ from ._version import __version__
 from .errors import AnonlensError, ImageReadError
 from .io import (
     DEFAULT_MAX_PIXELS,
+    UNSUPPORTED_IMAGE_SUFFIXES,
     discover_inputs,
     atomic_writer,
     encode_image,
@@ -88,7 +89,7 @@ def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
             raise AnonlensError(task.note)
         if not task.supported:
             suffix = Path(task.src).suffix or "(none)"
-            if task.explicit:
+            if task.explicit or suffix.lower() in UNSUPPORTED_IMAGE_SUFFIXES:
                 raise ImageReadError(task.src, f"unsupported file type {suffix}; supported: jpg, png, bmp, tif, webp")
             rec["status"] = "ignored"
             rec["reason"] = f"not an image file type ({suffix})"

@@ -30,6 +30,7 @@ __all__ = [
     "decode_image",
     "encode_image",
     "SUPPORTED_SUFFIXES",
+    "UNSUPPORTED_IMAGE_SUFFIXES",
     "FORMAT_BY_SUFFIX",
     "DEFAULT_MAX_PIXELS",
 ]
@@ -46,6 +47,11 @@ FORMAT_BY_SUFFIX = {
     ".webp": "WEBP",
 }
 SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
+#: image or photo types anonlens cannot anonymize: in an input folder they fail (a photo we cannot
+#: process must not go unnoticed), unlike other files, which are listed as ignored
+UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
+    ".heic .heif .avif .gif .jp2 .j2k .jxl .ico .psd .dng .cr2 .cr3 .nef .arw .orf .rw2 .raf .svg .eps .pdf".split()
+)
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
 _EXIF_GPS_IFD = 0x8825
 _EXIF_SUB_IFD = 0x8769
