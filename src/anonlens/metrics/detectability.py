@@ -1,0 +1,105 @@
+"""Residual detectability and utility kept, measured around the faces of the original."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..regions import region_mask
+from . import functional as F
+from .base import Metric, PairBatch
+from .identity import box_iou
+
+__all__ = ["ResidualFace", "UtilityOutside"]
+
+
+@lru_cache(maxsize=1)
+def _shared_face_detector():
+    from ..detectors import create_detector
+
+    return create_detector("centerface", threshold=0.2)
+
+
+class _FaceRegions:
+    """Faces of the originals (CenterFace score >= ``threshold``), found once per batch and shared
+    by the metrics below; one detector per process unless one is injected."""
+
+    def __init__(self, detector=None, threshold: float = 0.5):
+        self._injected = detector
+        self.threshold = threshold
+
+    @property
+    def detector(self):
+        return self._injected or _shared_face_detector()
+
+    def original_faces(self, batch: PairBatch) -> list[list]:
+        key = ("original_faces", id(self._injected), self.threshold)
+        if key not in batch.cache:
+            batch.cache[key] = [
+                [r for r in self.detector.detect(img) if r.score >= self.threshold] for img in batch.original_images
+            ]
+        return batch.cache[key]
+
+
+class ResidualFace(Metric):
+    """Highest face-detector score left where the original had a face (0: nothing detectable).
+
+    Lower: more private. Runs CenterFace (threshold 0.2) on the anonymized image and keeps the
+    detections overlapping a face of the original (IoU > 0.3).
+    """
+
+    name = "residual_face_score"
+    more_private = "lower"
+    value_range = (0.0, 1.0)
+    column_directions = {"residual_face_score": "lower"}
+
+    def __init__(self, *, detector=None):
+        self._faces = _FaceRegions(detector)
+
+    def __call__(self, batch: PairBatch):
+        values = []
+        for faces, anon in zip(self._faces.original_faces(batch), batch.anonymized_images):
+            if not faces:
+                values.append(None)
+                continue
+            scores = [d.score for d in self._faces.detector.detect(anon) if any(box_iou(d.box, f.box) > 0.3 for f in faces)]
+            values.append(max(scores, default=0.0))
+        return {self.name: values}
+
+
+class UtilityOutside(Metric):
+    """PSNR and SSIM of the image *outside* the original's faces (grown by ``margin``): how much
+    of the rest of the picture was kept. Higher: more utility (``more_private`` is about the
+    face inside, so it does not apply: declared "lower" only because more change means less kept).
+    """
+
+    name = "utility_outside"
+    more_private = "lower"
+    value_range = (-1.0, 1.0)
+    column_directions = {"psnr_outside": "lower", "ssim_outside": "lower"}
+
+    def __init__(self, *, margin: float = 0.25, detector=None):
+        self.margin = float(margin)
+        self._faces = _FaceRegions(detector)
+
+    @property
+    def columns(self):
+        return ["psnr_outside", "ssim_outside"]
+
+    def __call__(self, batch: PairBatch):
+        psnrs, ssims = [], []
+        all_faces = self._faces.original_faces(batch)
+        for orig, anon, faces in zip(batch.original_images, batch.anonymized_images, all_faces):
+            keep = np.ones(orig.shape[:2], bool)
+            for f in faces:
+                keep &= ~region_mask(f, orig.shape, shape="ellipse", margin=self.margin)
+            if not keep.any():
+                psnrs.append(None)
+                ssims.append(None)
+                continue
+            x, y = orig.astype(np.float32) / 255.0, anon.astype(np.float32) / 255.0
+            err = float(((x - y) ** 2).mean(axis=2)[keep].mean(dtype=np.float64))
+            psnrs.append(float("inf") if err == 0 else float(10 * np.log10(1.0 / err)))
+            ssims.append(float(F.ssim_map(x, y).mean(axis=2)[keep].mean(dtype=np.float64)))
+        return {"psnr_outside": psnrs, "ssim_outside": ssims}
