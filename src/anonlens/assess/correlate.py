@@ -8,6 +8,7 @@ on which images are more anonymous (using each metric's declared direction and t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -55,10 +56,12 @@ def _bootstrap_ci(x: np.ndarray, y: np.ndarray, options: CorrelationOptions) -> 
         "pearson": lambda a, b: stats.pearsonr(a, b).statistic,
     }
     for name, fn in functions.items():
-        res = stats.bootstrap(
-            (x, y), fn, paired=True, vectorized=False, n_resamples=options.bootstrap,
-            confidence_level=options.confidence, method="percentile", rng=np.random.default_rng(options.seed),
-        )
+        with warnings.catch_warnings():  # resamples of small groups can be constant: those give NaN
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap(
+                (x, y), fn, paired=True, vectorized=False, n_resamples=options.bootstrap,
+                confidence_level=options.confidence, method="percentile", rng=np.random.default_rng(options.seed),
+            )
         out[f"{name}_ci_low"] = float(res.confidence_interval.low)
         out[f"{name}_ci_high"] = float(res.confidence_interval.high)
     return out

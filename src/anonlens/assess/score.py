@@ -110,7 +110,7 @@ def score_pairs(
     if metrics is None:
         metrics = [create_metric(name, **opts.get(name, {})) for name in options.metrics]
     metrics = list(metrics)
-    no_original = any(p.original is None for p in pairs)
+    no_original = any(p.original is None and not p.error for p in pairs)
     for m in metrics:
         if m.full_reference and no_original:
             raise AnonlensError(f"metric '{m.name}' needs the original images; give --original or a pairs CSV")

@@ -1,0 +1,162 @@
+"""Pairs, scoring, correlation and the release gate, end to end on a small synthetic set."""
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from anonlens.assess import calibrate_threshold, pairs_from_csv, pairs_from_dirs, rank1_rate, reid_rate, safe_join, score_pairs
+from anonlens.assess.correlate import CorrelationOptions, correlate
+from anonlens.cli.main import app
+from anonlens.errors import AnonlensError
+
+from .conftest import encode
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory, astronaut):
+    """A PerceptAnon-like data set: originals, blurred at known strengths, human-like scores that
+    follow the strength (stronger blur = more anonymous = higher score)."""
+    root = tmp_path_factory.mktemp("perceptanon")
+    (root / "lfw" / "orig").mkdir(parents=True)
+    rows = []
+    base = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    for i in range(12):
+        img = np.roll(base, 5 * i, axis=1)
+        (root / "lfw" / "orig" / f"{i}.png").write_bytes(encode(img))
+        method = ["blurpix", "mask"][i % 2]
+        strength = 1 + (i % 6)
+        d = root / "lfw" / f"global_{method}"
+        d.mkdir(exist_ok=True)
+        anon = cv2.GaussianBlur(img, (0, 0), strength * 1.5) if method == "blurpix" else img.copy()
+        if method == "mask":
+            anon[30 : 30 + 10 * strength, 30 : 30 + 10 * strength] = 0
+        (d / f"{i}.png").write_bytes(encode(anon))
+        rows.append({
+            "img1": f"lfw/orig/{i}.png", "img2": f"lfw/global_{method}/{i}.png", "dataset": "LFW", "scope": "global",
+            "method": method, "ann_a": strength + 2, "ann_b": strength + 3, "score_mean": strength + 2.5,
+        })
+    pd.DataFrame(rows).to_csv(root / "HA2.csv", index=False)
+    return root
+
+
+def test_pairs_from_csv_accepts_the_reference_column_spellings(annotated):
+    pairs = pairs_from_csv(annotated / "HA2.csv")
+    assert len(pairs) == 12 and not any(p.error for p in pairs)
+    assert pairs[0].groups == {"dataset": "lfw", "scope": "global", "method": "blurpix"}
+    assert pairs[0].extra["score_mean"] == 3.5 and pairs[0].original.name == "0.png"
+
+
+def test_paths_from_a_csv_stay_inside_the_data_root(tmp_path):
+    with pytest.raises(AnonlensError, match="absolute"):
+        safe_join(tmp_path, "/etc/passwd")
+    with pytest.raises(AnonlensError, match="leaves the data root"):
+        safe_join(tmp_path, "../../etc/passwd")
+    pd.DataFrame({"original_image_path": ["../x.png", "a.png"], "anonymized_image_path": ["b.png", "missing.png"]}).to_csv(
+        tmp_path / "p.csv", index=False
+    )
+    pairs = pairs_from_csv(tmp_path / "p.csv")
+    assert "leaves the data root" in pairs[0].error and "missing file" in pairs[1].error  # listed up front
+
+
+def test_score_writes_a_row_per_pair_with_groups(annotated, tmp_path):
+    pairs = pairs_from_csv(annotated / "HA2.csv")
+    from anonlens.assess import ScoreOptions
+
+    from .test_metrics import TinyFeatures
+    from anonlens.metrics import create_metric
+
+    metrics = [create_metric("mse"), create_metric("ssim"), create_metric("fid", feature=TinyFeatures())]
+    result = score_pairs(pairs, tmp_path, ScoreOptions(batch_size=5), metrics=metrics)
+    df = pd.read_csv(result.table_csv)
+    assert len(df) == 12 and set(df["method"]) == {"blurpix", "mask"} and "score_mean" in df.columns
+    assert (df["ssim"] < 1).all() and (df["mse"] > 0).all()
+    assert set(result.groups["fid"]) >= {"all", "method=mask", "dataset=lfw"}
+    assert result.groups["fid"]["all"]["n"] == 12
+    lines = (tmp_path / "scores.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and json.loads(lines[0])["key"]
+    assert json.loads((tmp_path / "summary.json").read_text())["summary"]["scored"] == 12
+
+
+def test_correlation_numbers_equal_scipy(annotated, tmp_path):
+    pairs = pairs_from_csv(annotated / "HA2.csv")
+    result = score_pairs(pairs, tmp_path)
+    df = pd.read_csv(result.table_csv)
+    table = correlate(df, CorrelationOptions(bootstrap=200, by=("method",)))
+    row = table[(table.group_by == "all") & (table.metric == "ssim")].iloc[0]
+    assert row.spearman == pytest.approx(stats.spearmanr(df.ssim, df.score_mean).statistic)
+    assert row.kendall == pytest.approx(stats.kendalltau(df.ssim, df.score_mean, variant="b").statistic)
+    assert row.pearson == pytest.approx(stats.pearsonr(df.ssim, df.score_mean).statistic)
+    assert row.spearman_ci_low <= row.spearman <= row.spearman_ci_high
+    # stronger blur is more anonymous and lowers SSIM: the declared direction turns rho < 0 into agreement > 0
+    blur = table[(table.group == "blurpix") & (table.metric == "ssim")].iloc[0]
+    assert blur.spearman < -0.9 and blur.agreement > 0.9
+
+
+def test_set_level_rates():
+    assert reid_rate([True, False, None, True]) == pytest.approx(2 / 3)
+    g = [np.array([0.0, 0]), np.array([1.0, 0]), np.array([0, 1.0])]
+    assert rank1_rate(g, [np.array([0.1, 0]), np.array([0.1, 0]), None]) == pytest.approx(1 / 3)
+    tau, f1 = calibrate_threshold([0.2, 0.3, 0.5, 0.7, 0.9], [True, True, True, False, False])
+    assert tau == 0.5 and f1 == 1.0
+
+
+def test_score_cli_folders_and_json(tmp_path, astronaut):
+    orig, anon = tmp_path / "o", tmp_path / "a"
+    orig.mkdir()
+    anon.mkdir()
+    (orig / "x.png").write_bytes(encode(astronaut))
+    (anon / "x.png").write_bytes(encode(cv2.GaussianBlur(astronaut, (0, 0), 6)))
+    (anon / "lonely.png").write_bytes(encode(astronaut))
+    r = runner.invoke(app, ["score", "-a", str(anon), "--original", str(orig), "-o", str(tmp_path / "s"), "--json", "-q",
+                            "--metrics", "mse,ssim,identity"])
+    assert r.exit_code == 1  # one pair has no original
+    payload = json.loads(r.stdout)
+    assert payload["errors"][0]["error"].startswith("no original for lonely.png")
+    assert payload["summary"]["scored"] == 1
+    r = runner.invoke(app, ["score", "-a", str(anon), "-o", str(tmp_path / "s"), "--metrics", "ssim", "-q"])
+    assert r.exit_code == 2 and "needs the original" in r.output
+    r = runner.invoke(app, ["score", "-a", str(anon), "--original", str(orig), "-o", str(tmp_path / "s"), "--metrics", "ssmi"])
+    assert r.exit_code == 2 and "Did you mean 'ssim'" in r.output
+
+
+def test_correlate_cli(annotated, tmp_path):
+    runner.invoke(app, ["score", "--pairs", str(annotated / "HA2.csv"), "-o", str(tmp_path / "s"), "-q", "--metrics", "mse,psnr,ssim"])
+    r = runner.invoke(app, ["correlate", str(tmp_path / "s" / "scores.csv"), "--bootstrap", "100", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert {row["metric"] for row in rows} == {"mse", "psnr", "ssim"}
+    r = runner.invoke(app, ["correlate", str(tmp_path / "s" / "scores.csv"), "--human", "nope"])
+    assert r.exit_code == 2 and "human column 'nope'" in r.output
+
+
+def test_check_gates_a_release(tmp_path, astronaut):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode(astronaut))
+    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "--max-reid-rate", "0.0", "-q", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass"
+    # an "anonymization" that changed nothing fails the gate
+    (tmp_path / "same").mkdir()
+    (tmp_path / "same" / "a.png").write_bytes(encode(astronaut))
+    r = runner.invoke(app, ["check", str(tmp_path / "same"), "--original", str(src), "--max-reid-rate", "0.5", "-q"])
+    assert r.exit_code == 1 and "FAIL" in r.stdout
+
+
+def test_weights_commands(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    r = runner.invoke(app, ["weights", "list", "--json"])
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["centerface"]["status"] == "present" and rows["fid-inception-v3"]["status"] == "missing"
+    r = runner.invoke(app, ["weights", "path", "fid-inception-v3"])
+    assert r.exit_code == 1 and "pt_inception-2015-12-05-6726825d.pth" in r.output
+    r = runner.invoke(app, ["weights", "verify"])
+    assert r.exit_code == 0 and "centerface: ok" in r.stdout
