@@ -18,21 +18,39 @@ def _pair(shape, seed, dtype=np.uint8):
     return a, b
 
 
-@pytest.mark.parametrize("shape", [(16, 16, 3), (224, 224, 3), (97, 131, 3)])
+@pytest.mark.parametrize("shape", [(16, 16, 3), (224, 224, 3), (97, 131, 3), (64, 64)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_classic_metrics_equal_scikit_image(shape, seed):
     a, b = _pair(shape, seed)
+    if a.ndim == 2:  # grayscale goes through as three equal channels, as files are read
+        a, b = np.repeat(a[:, :, None], 3, 2), np.repeat(b[:, :, None], 3, 2)
     batch = PairBatch([b], [a])
     fa, fb = a / 255.0, b / 255.0
-    assert create_metric("mse")(batch)["mse"][0] == pytest.approx(mean_squared_error(fa, fb), rel=1e-6)
-    assert create_metric("psnr")(batch)["psnr"][0] == pytest.approx(peak_signal_noise_ratio(fa, fb, data_range=1), rel=1e-6)
+    assert create_metric("mse")(batch)["mse"][0] == pytest.approx(mean_squared_error(fa, fb), rel=1e-12)
+    assert create_metric("psnr")(batch)["psnr"][0] == pytest.approx(peak_signal_noise_ratio(fa, fb, data_range=1), rel=1e-12)
     ref = structural_similarity(fa, fb, channel_axis=2, data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    assert create_metric("ssim")(batch)["ssim"][0] == pytest.approx(ref, abs=1e-5)
+    assert create_metric("ssim")(batch)["ssim"][0] == pytest.approx(ref, abs=1e-6)
     ref_pa = structural_similarity(
         fa, fb, channel_axis=2, data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, K1=0.01**2, K2=0.03**2
     )
-    assert create_metric("ssim-perceptanon")(batch)["ssim-perceptanon"][0] == pytest.approx(ref_pa, abs=1e-5)
+    assert create_metric("ssim-perceptanon")(batch)["ssim-perceptanon"][0] == pytest.approx(ref_pa, abs=1e-9)
     assert ref_pa != pytest.approx(ref, abs=1e-4)  # the variant really differs
+
+
+def test_smooth_images_with_the_reference_constants_match_exactly():
+    """Tiny constants magnify float32 cancellation on smooth images; the variant runs in float64."""
+    y, x = np.mgrid[0:96, 0:96]
+    a = np.dstack([(x + y) % 256, (2 * x) % 256, (y * 3) % 256]).astype(np.uint8)
+    b = np.clip(a.astype(int) + 1, 0, 255).astype(np.uint8)
+    ref = structural_similarity(a / 255.0, b / 255.0, channel_axis=2, data_range=1, gaussian_weights=True, sigma=1.5,
+                                use_sample_covariance=False, K1=0.01**2, K2=0.03**2)
+    assert F.ssim(a, b, k1=0.01**2, k2=0.03**2) == pytest.approx(ref, abs=1e-9)
+
+
+def test_mse_is_exact_and_does_not_overflow_on_large_images():
+    a = np.zeros((1500, 1500, 3), np.uint8)
+    b = np.full((1500, 1500, 3), 255, np.uint8)
+    assert F.mse(a, b) == 1.0 and F.psnr(a, b) == 0.0
 
 
 def test_batched_values_equal_one_at_a_time():

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["Metric", "PairBatch"]
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="anonlens-metric")
 
 
 @dataclass
@@ -23,7 +33,7 @@ class PairBatch:
     keys: list[str] = field(default_factory=list)
     #: values several metrics need (e.g. the faces found in the originals), computed once
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
-    _tensors: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    _tensors: dict[str, "Tensor"] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.anonymized_images)
@@ -37,6 +47,16 @@ class PairBatch:
                 raise ValueError("this metric needs the original images (full-reference); none were given")
             self._tensors[which] = to_batch(images)
         return self._tensors[which]
+
+    def map_pairs(self, fn) -> list:
+        """``[fn(original, anonymized) for each pair]``, in parallel threads (NumPy and OpenCV
+        release the GIL, so pairs run on all cores)."""
+        if self.original_images is None:
+            raise ValueError("this metric needs the original images (full-reference); none were given")
+        pairs = list(zip(self.original_images, self.anonymized_images))
+        if len(pairs) < 2:
+            return [fn(a, b) for a, b in pairs]
+        return list(_pool().map(lambda p: fn(*p), pairs))
 
     @property
     def original(self) -> Tensor:

@@ -16,7 +16,7 @@ class MSE(Metric):
     value_range = (0.0, 1.0)
 
     def __call__(self, batch: PairBatch):
-        return {self.name: F.mse(batch.original, batch.anonymized).tolist()}
+        return {self.name: batch.map_pairs(F.mse)}
 
 
 class PSNR(Metric):
@@ -30,7 +30,7 @@ class PSNR(Metric):
         self.data_range = float(data_range)
 
     def __call__(self, batch: PairBatch):
-        return {self.name: F.psnr(batch.original, batch.anonymized, data_range=self.data_range).tolist()}
+        return {self.name: batch.map_pairs(lambda a, b: F.psnr(a, b, data_range=self.data_range))}
 
 
 class SSIM(Metric):
@@ -55,5 +55,5 @@ class SSIM(Metric):
         return {**super().info(), "name": self._name}
 
     def __call__(self, batch: PairBatch):
-        values = F.ssim(batch.original, batch.anonymized, k1=self.k1, k2=self.k2, sigma=self.sigma, kernel_size=self.kernel_size)
-        return {self._name: values.tolist()}
+        opts = {"k1": self.k1, "k2": self.k2, "sigma": self.sigma, "kernel_size": self.kernel_size}
+        return {self._name: batch.map_pairs(lambda o, a: F.ssim(o, a, **opts))}

@@ -4,10 +4,12 @@ and is refused; KID needs at least ``subset_size`` images per side."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from . import functional as F
 
@@ -22,7 +24,7 @@ class GroupMetric:
     full_reference: ClassVar[bool] = True
     level: ClassVar[str] = "group"
 
-    def __init__(self, *, feature: torch.nn.Module | None = None, batch_size: int = 32, **build_options):
+    def __init__(self, *, feature: "torch.nn.Module | None" = None, batch_size: int = 32, **build_options):
         from .features import FIDInceptionV3
 
         self._feature = feature if feature is not None else FIDInceptionV3(**build_options)
@@ -36,11 +38,13 @@ class GroupMetric:
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "level": "group", "more_private": self.more_private, "params": self.params()}
 
-    def _features(self, images: torch.Tensor) -> np.ndarray:
+    def _features(self, images: "torch.Tensor") -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             return self._feature(images).double().cpu().numpy()
 
-    def update(self, group: str, original: torch.Tensor, anonymized: torch.Tensor) -> None:
+    def update(self, group: str, original: "torch.Tensor", anonymized: "torch.Tensor") -> None:
         """Add a batch of ``(B, 3, H, W)`` [0, 1] pairs to ``group`` (features only are kept)."""
         real, fake = self._groups.setdefault(group, ([], []))
         real.append(self._features(original))

@@ -9,12 +9,13 @@ error names it and where to put it.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from ..weights import load_state_dict, resolve_weights
 from .base import Metric, PairBatch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LPIPS", "build_lpips"]
 
@@ -27,7 +28,7 @@ def build_lpips(
     backbone_weights: str | None = None,
     random_backbone: bool = False,
     allow_download: bool = False,
-) -> torch.nn.Module:
+) -> "torch.nn.Module":
     """torchmetrics' LPIPS network for ``net`` with its weights loaded safely."""
     import torchvision
     from torchmetrics.functional.image.lpips import _LPIPS
@@ -84,6 +85,8 @@ class LPIPS(Metric):
         return {**super().info(), "name": self._column}
 
     def __call__(self, batch: PairBatch):
+        import torch
+
         with torch.inference_mode():
             values = self._model(batch.original.to(self.device), batch.anonymized.to(self.device), normalize=True)
         return {self._column: values.reshape(-1).double().cpu().tolist()}
