@@ -160,3 +160,41 @@ def test_weights_commands(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "pt_inception-2015-12-05-6726825d.pth" in r.output
     r = runner.invoke(app, ["weights", "verify"])
     assert r.exit_code == 0 and "centerface: ok" in r.stdout
+
+
+def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode(astronaut))
+    (src / "<img src=x onerror=alert(1)>.png").write_bytes(encode(astronaut))  # a hostile name must not inject HTML
+    (src / "c.png").write_bytes(encode(no_face_image))
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "-q", "--assess", "--json"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload["assessment"]["faces_in_originals"] == 2 and payload["assessment"]["reid_rate@0.6"] == 0.0
+    manifest = json.loads((out / "anonlens-manifest.json").read_text())
+    assert manifest["assessment"]["summary"]["scored"] == 3 and (out / "anonlens-assessment" / "scores.csv").is_file()
+
+    html_path = tmp_path / "report.html"
+    r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path), "--manifest", str(out / "anonlens-manifest.json")])
+    assert r.exit_code == 0, r.output
+    page = html_path.read_text()
+    assert page.count("data:image/jpeg;base64,") == 6  # original + anonymized for 3 images
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.png" in page
+    assert "src='http" not in page and "<script" not in page  # self-contained, no scripts
+    assert "<svg" in page and "contains thumbnails of the original" in page
+    r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path), "--no-originals"])
+    page = html_path.read_text()
+    assert page.count("data:image/jpeg;base64,") == 3 and "contains thumbnails of the original" not in page
+
+
+def test_report_lists_the_most_at_risk_first():
+    from anonlens.assess.report import risk_order
+
+    df = pd.DataFrame({
+        "reidentified": [False, True, False, None],
+        "identity_distance_at_position": [0.9, 0.5, 0.7, None],
+        "residual_face_score": [0.1, 0.2, 0.9, 0.0],
+    })
+    assert risk_order(df) == [1, 2, 0, 3]

@@ -282,3 +282,51 @@ def weights_verify() -> None:
             bad += 1
             out_console.print(f"{spec.name}: [red]{escape(str(exc))}[/]")
     raise typer.Exit(1 if bad else 0)
+
+
+@app.command("report")
+def report_cmd(
+    scores: Path = typer.Argument(..., help="Output folder of `anonlens score` (or of `anonymize --assess`: OUT/anonlens-assessment)."),
+    output: Path = typer.Option(Path("anonlens-report.html"), "--output", "-o", help="The HTML file to write."),
+    human: Optional[str] = typer.Option(None, help="Human-score column for the scatter plots (default: score_mean when present)."),
+    no_originals: bool = typer.Option(False, "--no-originals", help="Leave the original images out (a report with originals is personal data)."),
+    manifest: Optional[Path] = typer.Option(None, help="An anonymize manifest, to draw the anonymized regions on the thumbnails."),
+    max_images: int = typer.Option(200, help="Show at most this many images (the most at risk first)."),
+) -> None:
+    """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
+    thumbnails with per-image scores, the images most at risk first. Opens offline."""
+    from ..assess.report import write_report
+
+    regions = None
+    if manifest is not None:
+        try:
+            records = json.loads(manifest.read_text(encoding="utf-8"))["images"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            _fail(f"{manifest}: not a readable anonlens manifest ({exc})")
+        regions = {r["output"]: [reg["box"] for reg in r.get("regions", [])] for r in records if r.get("output")}
+    try:
+        path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    out_console.print(f"report: {escape(str(path))}")
+    if not no_originals:
+        err_console.print("[yellow]note: the report contains thumbnails of the original images; use --no-originals to share it[/]")
+
+
+def assess_anonymize_run(report, quiet: bool, json_out: bool):
+    """`anonymize --assess`: score the run's own outputs, add the result to its manifest."""
+    from ..assess import pairs_from_manifest
+    from ..io import write_atomic
+    from ..metrics import DEFAULT_METRICS
+
+    pairs = pairs_from_manifest(report.manifest_path)
+    if not pairs:
+        return None
+    folder = report.manifest_path.parent / "anonlens-assessment"
+    result = run_score(pairs, folder, DEFAULT_METRICS, (), quiet=quiet)
+    manifest = json.loads(report.manifest_path.read_text(encoding="utf-8"))
+    manifest["assessment"] = {"summary": result.summary, "metrics": result.metrics, "table": str(result.table_csv), "errors": result.errors}
+    write_atomic(report.manifest_path, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+    if not json_out:
+        print_score_summary(result, False)
+    return result

@@ -83,6 +83,7 @@ def anonymize_cmd(
     max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels than this (decompression-bomb guard)."),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG/WebP outputs."),
     manifest: Optional[Path] = typer.Option(None, help="Where to write the JSON manifest. Default: OUTPUT/anonlens-manifest.json."),
+    assess: bool = typer.Option(False, "--assess", help="Then score the outputs against the inputs (identity risk, residual detectability, SSIM, ...) and add the result to the manifest."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -139,8 +140,21 @@ def anonymize_cmd(
         report = _run_with_progress(run_batch, inputs, output, options, manifest, quiet)
     except AnonlensError as exc:
         _fail(str(exc))
-    _print_summary(report, json_out)
-    raise typer.Exit(0 if report.ok else 1)
+    if not (json_out and assess):  # with both, one JSON document is printed at the end
+        _print_summary(report, json_out)
+    assessment = None
+    if assess:
+        from .assess import assess_anonymize_run
+
+        try:
+            assessment = assess_anonymize_run(report, quiet, json_out)
+        except AnonlensError as exc:
+            _fail(str(exc), code=1)
+        if json_out:
+            sys.stdout.write(json.dumps({"summary": report.summary(), "manifest": str(report.manifest_path),
+                                         "nothing_found": report.nothing_found, "failed": report.failed,
+                                         "assessment": None if assessment is None else assessment.summary}, indent=2, default=str) + "\n")
+    raise typer.Exit(0 if report.ok and (assessment is None or not assessment.errors) else 1)
 
 
 def _run_with_progress(run_batch, inputs, output, options, manifest, quiet):
