@@ -198,3 +198,32 @@ def test_report_lists_the_most_at_risk_first():
         "residual_face_score": [0.1, 0.2, 0.9, 0.0],
     })
     assert risk_order(df) == [1, 2, 0, 3]
+
+
+def test_calibrate_cli(tmp_path, astronaut):
+    from skimage import data
+
+    (tmp_path / "a.png").write_bytes(encode(astronaut))
+    (tmp_path / "a_flip.png").write_bytes(encode(np.ascontiguousarray(astronaut[:, ::-1])))
+    (tmp_path / "a_shift.png").write_bytes(encode(np.roll(astronaut, 15, axis=1)))
+    for i, f in enumerate(data.lfw_subset()[:3]):
+        face = cv2.resize((np.repeat(f[:, :, None], 3, 2) * 255).astype(np.uint8), (200, 200), interpolation=cv2.INTER_CUBIC)
+        (tmp_path / f"lfw{i}.png").write_bytes(encode(face))
+    rows = [("a.png", "a_flip.png", 1), ("a.png", "a_shift.png", 1), ("a_flip.png", "a_shift.png", 1)]
+    rows += [("a.png", f"lfw{i}.png", 0) for i in range(3)] + [("a_flip.png", "lfw0.png", 0)]
+    pd.DataFrame(rows, columns=["image_a", "image_b", "same"]).to_csv(tmp_path / "labels.csv", index=False)
+    r = runner.invoke(app, ["calibrate", str(tmp_path / "labels.csv"), "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["f1"] == 1.0 and 0.1 < result["threshold"] < 0.7 and result["pairs"] + len(result["skipped"]) == 7
+
+
+def test_no_reference_scoring_needs_no_original(tmp_path, astronaut, no_face_image):
+    anon = tmp_path / "a"
+    anon.mkdir()
+    (anon / "face.png").write_bytes(encode(astronaut))
+    (anon / "none.png").write_bytes(encode(no_face_image))
+    r = runner.invoke(app, ["score", "-a", str(anon), "-o", str(tmp_path / "s"), "--metrics", "face-score", "-q", "--json"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(tmp_path / "s" / "scores.csv").set_index("key")
+    assert df.loc["face.png", "face_score"] > 0.5 and df.loc["none.png", "face_score"] == 0.0

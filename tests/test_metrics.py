@@ -73,13 +73,27 @@ def _lpips(net="alex"):
     return create_metric("lpips" if net == "alex" else f"lpips-{net}", random_backbone=True)
 
 
-@pytest.mark.parametrize("name", ["mse", "psnr", "ssim", "ssim-perceptanon", "lpips", "lpips-squeeze"])
-def test_full_reference_metrics_are_ideal_on_identical_images(name, astronaut):
-    metric = create_metric(name, random_backbone=True) if name.startswith("lpips") else create_metric(name)
-    batch = PairBatch([astronaut], [astronaut.copy()])
-    value = list(metric(batch).values())[0][0]
-    ideal = {"mse": 0.0, "psnr": float("inf"), "ssim": 1.0, "ssim-perceptanon": 1.0}.get(name, 0.0)
-    assert value == pytest.approx(ideal, abs=1e-6)
+#: what every full-reference pair metric reports for an image compared with itself ("nothing changed")
+IDEAL_ON_IDENTICAL = {
+    "mse": 0.0, "psnr": float("inf"), "ssim": 1.0, "ssim-perceptanon": 1.0,
+    "lpips": 0.0, "lpips-vgg": 0.0, "lpips-squeeze": 0.0,
+    "identity_distance": 0.0, "identity_distance_at_position": 0.0, "reidentified": True,
+    "orig_face_found": True, "anon_face_found": True,
+    "psnr_outside": float("inf"), "ssim_outside": 1.0, "people_kept": 1.0,
+}
+
+
+@pytest.mark.parametrize("name", list_metrics(level="pair", full_reference=True))
+def test_every_full_reference_metric_reports_no_change_on_identical_images(name, astronaut):
+    image = astronaut
+    options = {"random_backbone": True} if name.startswith("lpips") else {}
+    out = create_metric(name, **options)(PairBatch([image], [image.copy()]))
+    for column, values in out.items():
+        if column == "residual_face_score":  # unchanged: the original's own face score
+            assert values[0] > 0.5
+            continue
+        assert column in IDEAL_ON_IDENTICAL, f"declare the identical-image value of the new column '{column}'"
+        assert values[0] == pytest.approx(IDEAL_ON_IDENTICAL[column], abs=1e-6), column
 
 
 def test_identity_distance_is_zero_on_identical_images(astronaut):

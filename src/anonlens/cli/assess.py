@@ -330,3 +330,25 @@ def assess_anonymize_run(report, quiet: bool, json_out: bool):
     if not json_out:
         print_score_summary(result, False)
     return result
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    pairs: Path = typer.Argument(..., help="CSV with image_a, image_b, same (1/0): labelled match / non-match pairs."),
+    root: Optional[Path] = typer.Option(None, help="Folder the image paths are relative to (default: the CSV's folder)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Find the identity-distance threshold with the best F1 on your labelled pairs; pass it to
+    `anonlens score --threshold` and `anonlens check --threshold`."""
+    from ..assess.calibrate import calibrate_from_csv
+
+    try:
+        result = calibrate_from_csv(pairs, root=root)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    out_console.print(f"threshold {result['threshold']:.4f} (F1 {result['f1']:.3f} on {result['pairs']} pairs, {result['matching']} matching)")
+    for s in result["skipped"][:20]:
+        out_console.print(f"  [yellow]skipped[/] {escape(s)}")

@@ -14,7 +14,7 @@ from typing import Any
 from ..registry import Registry
 from .base import Metric, PairBatch
 from .classic import MSE, PSNR, SSIM
-from .detectability import ResidualFace, UtilityOutside
+from .detectability import FaceScore, PeopleKept, ResidualFace, UtilityOutside
 from .group import FID, KID, GroupMetric
 from .identity import IdentityRisk
 from .lpips import LPIPS
@@ -53,6 +53,8 @@ _add("lpips-squeeze", LPIPS, offline=False, defaults={"net": "squeeze"}, summary
 _add("identity", IdentityRisk, summary="Face-identity distance (dlib 128-d); re-identified below 0.6.")
 _add("residual-face", ResidualFace, summary="Highest face-detector score left on the original's faces.")
 _add("utility-outside", UtilityOutside, summary="PSNR/SSIM outside the original's faces (utility kept).")
+_add("people-kept", PeopleKept, summary="Share of the original's people a person detector still finds (utility).")
+_add("face-score", FaceScore, summary="No-reference: highest face-detector score in the anonymized image.")
 _add("fid", FID, level="group", offline=False, summary="Fréchet Inception distance per group (>= 2 images).")
 _add("kid", KID, level="group", offline=False, summary="Kernel Inception distance per group (>= subset_size images).")
 

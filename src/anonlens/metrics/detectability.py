@@ -103,3 +103,54 @@ class UtilityOutside(Metric):
             psnrs.append(float("inf") if err == 0 else float(10 * np.log10(1.0 / err)))
             ssims.append(float(F.ssim_map(x, y).mean(axis=2)[keep].mean(dtype=np.float64)))
         return {"psnr_outside": psnrs, "ssim_outside": ssims}
+
+
+class FaceScore(Metric):
+    """No-reference: the highest face-detector score anywhere in the anonymized image (0: no face
+    detectable). Needs no original, so it can score a data set whose originals are gone."""
+
+    name = "face-score"
+    full_reference = False
+    more_private = "lower"
+    value_range = (0.0, 1.0)
+    column_directions = {"face_score": "lower"}
+
+    def __init__(self, *, detector=None):
+        self._faces = _FaceRegions(detector)
+
+    @property
+    def columns(self):
+        return ["face_score"]
+
+    def __call__(self, batch: PairBatch):
+        return {"face_score": [max((d.score for d in self._faces.detector.detect(img)), default=0.0) for img in batch.anonymized_images]}
+
+
+class PeopleKept(Metric):
+    """Utility for data sets meant to train person detectors: the share of the people found in
+    the original (OpenCV HOG) that the same detector still finds in the anonymized image
+    (IoU >= 0.5). Empty when the original has no detected person. Higher: more utility kept."""
+
+    name = "people_kept"
+    more_private = "lower"
+    value_range = (0.0, 1.0)
+    column_directions = {"people_kept": "lower"}
+
+    def __init__(self, *, detector: str = "hog-person", iou: float = 0.5):
+        from ..detectors import create_detector
+
+        self.detector = detector
+        self.iou = float(iou)
+        self._detector = create_detector(detector)
+
+    def __call__(self, batch: PairBatch):
+        values = []
+        for orig, anon in zip(batch.original_images, batch.anonymized_images):
+            people = self._detector.detect(orig)
+            if not people:
+                values.append(None)
+                continue
+            found = self._detector.detect(anon)
+            kept = sum(any(box_iou(p.box, f.box) >= self.iou for f in found) for p in people)
+            values.append(kept / len(people))
+        return {"people_kept": values}
