@@ -177,7 +177,7 @@ def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     assert manifest["assessment"]["summary"]["scored"] == 3 and (out / "anonlens-assessment" / "scores.csv").is_file()
 
     html_path = tmp_path / "report.html"
-    r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path), "--manifest", str(out / "anonlens-manifest.json")])
+    r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path)])  # finds the manifest
     assert r.exit_code == 0, r.output
     page = html_path.read_text()
     assert page.count("data:image/jpeg;base64,") == 6  # original + anonymized for 3 images

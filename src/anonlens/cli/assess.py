@@ -290,7 +290,7 @@ def report_cmd(
     output: Path = typer.Option(Path("anonlens-report.html"), "--output", "-o", help="The HTML file to write."),
     human: Optional[str] = typer.Option(None, help="Human-score column for the scatter plots (default: score_mean when present)."),
     no_originals: bool = typer.Option(False, "--no-originals", help="Leave the original images out (a report with originals is personal data)."),
-    manifest: Optional[Path] = typer.Option(None, help="An anonymize manifest, to draw the anonymized regions on the thumbnails."),
+    manifest: Optional[Path] = typer.Option(None, help="An anonymize manifest, to draw the anonymized regions on the thumbnails (found by itself for `anonymize --assess` output)."),
     max_images: int = typer.Option(200, help="Show at most this many images (the most at risk first)."),
 ) -> None:
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
@@ -298,6 +298,9 @@ def report_cmd(
     from ..assess.report import write_report
 
     regions = None
+    beside = scores.parent / "anonlens-manifest.json"
+    if manifest is None and scores.name == "anonlens-assessment" and beside.is_file():
+        manifest = beside
     if manifest is not None:
         try:
             records = json.loads(manifest.read_text(encoding="utf-8"))["images"]
