@@ -9,8 +9,6 @@ the person was, even when no detector finds it any more.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
-
 import numpy as np
 
 from .checks import as_rgb_uint8
@@ -89,7 +87,3 @@ class DlibFaceEmbedder:
         x1, y1, x2, y2 = (int(round(v)) for v in where)
         rect = self._dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
         return self._embedding(image, self._shape(image, rect))
-
-    @cached_property
-    def dimension(self) -> int:
-        return 128

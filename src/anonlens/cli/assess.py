@@ -74,7 +74,7 @@ def print_score_summary(result, json_out: bool) -> None:
                                      "table": str(result.table_csv) if result.table_csv else None}, indent=2, default=str) + "\n")
         return
     table = Table(title="anonlens score", header_style="bold")
-    for col in ("metric", "mean", "median", "more private when", "pairs"):  # noqa: B007
+    for col in ("metric", "mean", "median", "more private when", "pairs"):
         table.add_column(col, justify="left" if col in ("metric", "more private when") else "right")
     if result.table_csv is not None:
         from ..metrics import column_directions
