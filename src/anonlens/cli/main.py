@@ -306,6 +306,7 @@ def main() -> None:  # console-script entry point
 
 
 from . import assess as _assess  # noqa: E402,F401  (registers the assessment commands)
+from . import learn as _learn  # noqa: E402,F401  (registers the learned-metric commands)
 
 
 if __name__ == "__main__":
