@@ -233,16 +233,24 @@ register_weights(WeightSpec(
     sha256="bf2d0c1e",
     url="https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
 ))
-for _net, _file in (
+for _net, _file in (  # torchvision's IMAGENET1K_V1 files (LPIPS backbones, PerceptAnon backbones)
     ("alexnet", "alexnet-owt-7be5be79.pth"),
     ("vgg16", "vgg16-397923af.pth"),
     ("squeezenet1_1", "squeezenet1_1-b8a52dc0.pth"),
+    ("resnet18", "resnet18-f37072fd.pth"),
+    ("resnet50", "resnet50-0676ba61.pth"),
+    ("resnet152", "resnet152-394f9c45.pth"),
+    ("densenet121", "densenet121-a639ec97.pth"),
+    ("vgg11", "vgg11-8a719046.pth"),
+    ("vit_b_16", "vit_b_16-c867db91.pth"),
+    ("mobilenet_v2", "mobilenet_v2-b0353104.pth"),
+    ("efficientnet_b0", "efficientnet_b0_rwightman-7f5810bc.pth"),
 ):
     register_weights(WeightSpec(
         name=f"torchvision-{_net}",
         filename=_file,
         license="BSD-3-Clause (torchvision); trained on ImageNet",
-        description=f"torchvision {_net} ImageNet weights (LPIPS backbone)",
+        description=f"torchvision {_net} ImageNet weights",
         sha256=_file.rsplit("-", 1)[1].split(".")[0],
         url=f"https://download.pytorch.org/models/{_file}",
     ))
