@@ -71,3 +71,78 @@ def splits_cmd(
     for name, s, error in failed:
         out_console.print(f"[red]{escape(name)} {escape(s)} not written:[/] {escape(error)}")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command("train")
+def train_cmd(
+    train_csv: Path = typer.Option(..., "--train", help="Training rows (a split's train.csv, or any HA1/HA2-format CSV)."),
+    val_csv: Path = typer.Option(..., "--val", help="Validation rows (the best-validation checkpoint is kept)."),
+    root: Path = typer.Option(..., help="Data root the image paths are relative to."),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder: best.safetensors/.json, metrics.csv, last_state.pt."),
+    ha: str = typer.Option("HA1", help="HA1 (anonymized image) or HA2 (original + anonymized pair)."),
+    task: str = typer.Option("regression", help="regression or classification."),
+    labels: str = typer.Option("mean", help="mean, labels10, labels5, labels3 or binary."),
+    backbone: str = typer.Option("resnet50", help="resnet18/50/152, densenet121, vgg11, alexnet, vit_b_16, mobilenet_v2, efficientnet_b0."),
+    epochs: int = typer.Option(200, help="Epochs (reference: 200)."),
+    batch_size: int = typer.Option(128, help="Batch size (reference: 128)."),
+    lr: float = typer.Option(0.01, help="Learning rate (reference: 0.01)."),
+    optimizer: str = typer.Option("sgd", help="sgd (momentum 0.9) or adam (weight decay 1e-4)."),
+    class_weights: bool = typer.Option(False, "--class-weights", help="Weight cross-entropy by N / count per class."),
+    input_size: int = typer.Option(224, help="Square input size (aspect not kept, as the reference)."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Compute backbone features once, train only the head (fast on a CPU)."),
+    pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="Start from ImageNet weights (from the weights registry)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or mps. Default: CUDA when present, else CPU."),
+    seed: int = typer.Option(42),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUTPUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train a PerceptAnon metric (HA1 CNN or HA2 Siamese) with the reference's defaults."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..learn.annotations import load_annotations
+    from ..learn.train import TrainOptions, choose_device, train
+
+    try:
+        options = TrainOptions(ha=ha, backbone=backbone, labels=labels, task=task, epochs=epochs, batch_size=batch_size,
+                               lr=lr, optimizer=optimizer, class_weights=class_weights, input_size=input_size,
+                               freeze_backbone=freeze_backbone, pretrained=pretrained, seed=seed, device=device)
+        dev = choose_device(device)
+        out_console.print(f"device: {dev}" + (" (mixed precision)" if dev == "cuda" else ""))
+        train_df, val_df = load_annotations(train_csv), load_annotations(val_csv)
+        progress = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet)
+        with progress:
+            task_id = progress.add_task("train", total=epochs, info="")
+            result = train(train_df, val_df, root, output, options, resume=resume, progress=lambda row: progress.update(
+                task_id, completed=row["epoch"] + 1, info=f"loss {row['train_loss']:.4f} val {row['val_loss']:.4f} rho {row['val_spearman']:.3f}"))
+    except AnonlensError as exc:
+        _fail(str(exc))
+    out_console.print(f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}): {escape(str(result.best_checkpoint))}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Path = typer.Argument(..., help="A trained metric (.safetensors with its .json)."),
+    csv: Path = typer.Option(..., help="Rows to evaluate (e.g. a split's test.csv)."),
+    root: Path = typer.Option(..., help="Data root the image paths are relative to."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or mps."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Spearman / Kendall / Pearson of a trained metric against the human mean score (and, as the
+    paper reports them, against the transformed labels)."""
+    from ..learn.annotations import load_annotations
+    from ..learn.checkpoint import load_checkpoint
+    from ..learn.train import choose_device, evaluate
+
+    try:
+        dev = choose_device(device)
+        model, config = load_checkpoint(checkpoint, device=dev)
+        result = evaluate(model, config, load_annotations(csv), root, device=dev)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    for what, values in (("vs human mean score", result["vs_human_mean"]), ("vs transformed labels (paper)", result["vs_transformed_labels"])):
+        shown = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in values.items())
+        out_console.print(f"{what}: {shown} (n={result['n']})")
