@@ -102,3 +102,15 @@ def test_train_and_evaluate_cli(blur_set, tmp_path):
                             "--root", str(root), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["n"] == 15
+
+
+def test_score_with_a_trained_model_adds_the_learned_column(blur_set, tmp_path):
+    root, tr, va, te = blur_set
+    train(tr, va, root, tmp_path / "run", TrainOptions(ha="HA2", backbone="mobilenet_v2", epochs=1, batch_size=16,
+                                                        input_size=64, pretrained=False))
+    te.rename(columns={"original": "img1", "anonymized": "img2"}).to_csv(root / "pairs.csv", index=False)
+    r = runner.invoke(app, ["score", "--pairs", str(root / "pairs.csv"), "-o", str(tmp_path / "s"), "--metrics", "ssim",
+                            "--model", str(tmp_path / "run" / "best.safetensors"), "-q", "--json"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(tmp_path / "s" / "scores.csv")
+    assert df["learned_score"].between(1, 10).all() and len(df) == 15

@@ -112,6 +112,7 @@ def score_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for scores.csv, scores.jsonl, groups.csv, summary.json."),
     metrics: Optional[str] = typer.Option(None, help="Comma-separated metric names (see `anonlens metrics`). Default: mse,psnr,ssim,identity,residual-face,utility-outside."),
     metric_option: Optional[List[str]] = typer.Option(None, "--metric-option", "-m", help="metric.key=value (repeatable), e.g. -m lpips.allow_download=true, -m kid.subset_size=20."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A trained PerceptAnon metric (.safetensors + .json): adds its learned_score column."),
     resize: Optional[str] = typer.Option(None, help="Resize both images to WxH first (aspect not kept), e.g. 224x224."),
     threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
     batch_size: int = typer.Option(16, min=1, help="Pairs per batch for the tensor metrics."),
@@ -123,6 +124,10 @@ def score_cmd(
 
     try:
         names = _metric_names(metrics)
+        options = _metric_options(metric_option)
+        if model is not None:
+            names = tuple(n for n in names if n != "learned") + ("learned",)
+            options = tuple(o for o in options if o[0] != "learned") + (("learned", (("checkpoint", str(model)),)),)
         if pairs is not None:
             if anonymized is not None or original is not None:
                 _fail("give either --pairs or --anonymized/--original, not both")
@@ -134,7 +139,7 @@ def score_cmd(
         bad = [p for p in pair_list if p.error]
         if bad:
             err_console.print(f"[yellow]{len(bad)} of {len(pair_list)} pair(s) cannot be scored (listed at the end)[/]")
-        result = run_score(pair_list, output, names, _metric_options(metric_option), resize=_parse_size(resize),
+        result = run_score(pair_list, output, names, options, resize=_parse_size(resize),
                            batch_size=batch_size, threshold=threshold, quiet=quiet)
     except AnonlensError as exc:
         _fail(str(exc))

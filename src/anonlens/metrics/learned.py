@@ -1,0 +1,59 @@
+"""A trained PerceptAnon metric (HA1 or HA2 checkpoint) as an assessment metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import Metric, PairBatch
+
+__all__ = ["LearnedScore"]
+
+
+class LearnedScore(Metric):
+    """Anonymity predicted by a trained HA1/HA2 model, on the human 1..10 scale (10 = fully
+    anonymous, so higher is more private). HA1 checkpoints look at the anonymized image only."""
+
+    name = "learned"
+    full_reference = False  # HA2 checkpoints need the original; they say so when it is missing
+    more_private = "higher"
+    value_range = (1.0, 10.0)
+    column_directions = {"learned_score": "higher"}
+
+    def __init__(self, *, checkpoint: str, device: str = "cpu", column: str = "learned_score"):
+        from ..learn.checkpoint import load_checkpoint
+
+        self.checkpoint = str(checkpoint)
+        self.device = device
+        self._column = column
+        self._model, self._config = load_checkpoint(Path(checkpoint), device=device)
+
+    @property
+    def columns(self):
+        return [self._column]
+
+    def _prepare(self, images):
+        import torch
+        from PIL import Image
+
+        from ..learn.data import normalize
+
+        s = self._config.input_size
+        arr = np.stack([np.asarray(Image.fromarray(im).resize((s, s), Image.BILINEAR)) for im in images])
+        return normalize(torch.from_numpy(arr).permute(0, 3, 1, 2).to(self.device), self._config.mean, self._config.std)
+
+    def __call__(self, batch: PairBatch):
+        import torch
+
+        from ..learn.scoring import to_human_scale
+
+        anon = self._prepare(batch.anonymized_images)
+        orig = None
+        if self._config.ha == "HA2":
+            if batch.original_images is None:
+                raise ValueError(f"{self.checkpoint} is an HA2 (pair) model: it needs the original images")
+            orig = self._prepare(batch.original_images)
+        with torch.inference_mode():
+            out = self._model(anon, orig)
+        return {self._column: to_human_scale(out, self._config.labels, self._config.task).tolist()}
