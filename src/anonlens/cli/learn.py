@@ -146,3 +146,36 @@ def evaluate_cmd(
     for what, values in (("vs human mean score", result["vs_human_mean"]), ("vs transformed labels (paper)", result["vs_transformed_labels"])):
         shown = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in values.items())
         out_console.print(f"{what}: {shown} (n={result['n']})")
+
+
+@app.command("explain")
+def explain_cmd(
+    checkpoint: Path = typer.Argument(..., help="A trained metric (.safetensors with its .json)."),
+    anonymized: Path = typer.Option(..., "--anonymized", "-a", help="The anonymized image to explain."),
+    original: Optional[Path] = typer.Option(None, help="Its original (needed for HA2 pair models)."),
+    target: str = typer.Option("raise", help="raise: what makes the image look more anonymous; lower: what still gives the person away."),
+    output: Path = typer.Option(Path("gradcam.png"), "--output", "-o", help="Overlay PNG to write (the raw map goes beside it as .npy)."),
+) -> None:
+    """Grad-CAM heat map of a trained HA1/HA2 metric over the anonymized image."""
+    import numpy as np
+
+    from ..io import encode_image, read_image, write_atomic
+    from ..learn.checkpoint import load_checkpoint
+    from ..learn.explain import gradcam, overlay
+
+    try:
+        model, config = load_checkpoint(checkpoint)
+        anon = read_image(anonymized)
+        orig = read_image(original).rgb if original is not None else None
+        heat = gradcam(model, config, anon.rgb, orig, target=target)  # type: ignore[arg-type]
+    except AnonlensError as exc:
+        _fail(str(exc))
+    import io as _io
+
+    from ..io.images import LoadedImage
+
+    write_atomic(output, encode_image(LoadedImage(rgb=anon.rgb), overlay(anon.rgb, heat), format="PNG"))
+    buf = _io.BytesIO()
+    np.save(buf, heat.astype(np.float32))
+    write_atomic(output.with_suffix(".npy"), buf.getvalue())
+    out_console.print(f"Grad-CAM ({target} the anonymity score): {escape(str(output))}")
