@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def make_data(root: Path, n: int) -> "pd.DataFrame":  # noqa: F821

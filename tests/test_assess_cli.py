@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from anonlens.assess import calibrate_threshold, pairs_from_csv, pairs_from_dirs, rank1_rate, reid_rate, safe_join, score_pairs
+from anonlens.assess import calibrate_threshold, pairs_from_csv, rank1_rate, reid_rate, safe_join, score_pairs
 from anonlens.assess.correlate import CorrelationOptions, correlate
 from anonlens.cli.main import app
 from anonlens.errors import AnonlensError

@@ -1,9 +1,7 @@
 """The batch runner and the CLI end to end, on a folder of good and bad files."""
 
 import hashlib
-import io
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -28,10 +28,10 @@ from .io import (
     UNSUPPORTED_IMAGE_SUFFIXES,
     discover_inputs,
     atomic_writer,
+    decode_image,
     encode_image,
     is_within,
     metadata_segments,
-    read_image,
     sha256_bytes,
     write_atomic,
 )
@@ -96,8 +96,6 @@ def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
             return rec
         data = Path(task.src).read_bytes()
         rec["input_sha256"] = sha256_bytes(data)
-        from .io.images import decode_image
-
         loaded = decode_image(data, name=task.src, max_pixels=options.max_pixels, keep_metadata=options.keep_metadata)
         rec["size"] = [int(loaded.rgb.shape[1]), int(loaded.rgb.shape[0])]
         if loaded.notes:

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD
 from ..io import DEFAULT_MAX_PIXELS, atomic_writer, read_image
-from ..metrics import METRICS, GroupMetric, Metric, PairBatch, create_metric
+from ..metrics import GroupMetric, Metric, PairBatch, create_metric
 from .pairs import Pair
 
 __all__ = ["ScoreOptions", "ScoreResult", "score_pairs", "reid_rate", "rank1_rate", "calibrate_threshold"]

@@ -28,7 +28,6 @@ def splits_cmd(
     """Write the PerceptAnon reference splits, dataset_splits/<HA>/<split>/{train,val,test}.csv:
     the same rows as the reference for the same CSV and seed. Image paths are checked first (inside
     DATA_DIR, present); every problem is listed before anything is written."""
-    from ..assess.pairs import safe_join
     from ..learn.annotations import check_images, load_annotations
     from ..learn.splits import write_splits
 
@@ -39,17 +38,7 @@ def splits_cmd(
     try:
         for path in csvs:
             df, raw = load_annotations(path, with_raw=True)
-            if verify_images:
-                problems = check_images(df, data_dir)
-            else:
-                problems = []
-                for i, row in enumerate(df.itertuples(index=False), start=2):
-                    for col in ("original", "anonymized"):
-                        try:
-                            if not safe_join(data_dir, str(getattr(row, col))).is_file():
-                                problems.append(f"row {i} {col}: missing file {getattr(row, col)}")
-                        except AnonlensError as exc:
-                            problems.append(f"row {i} {col}: {exc}")
+            problems = check_images(df, data_dir, decode=verify_images)
             if problems:
                 listing = "\n  ".join(problems[:30]) + (f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else "")
                 _fail(f"{path}: {len(problems)} image problem(s), nothing written:\n  {listing}")

@@ -57,9 +57,9 @@ def load_annotations(csv_path: str | os.PathLike, *, with_raw: bool = False):
     return (df, raw) if with_raw else df
 
 
-def check_images(df, root: str | os.PathLike) -> list[str]:
-    """Problems with the image paths of ``df`` under ``root``: outside the root, missing,
-    unreadable. One line per problem, listed up front (not at epoch 37)."""
+def check_images(df, root: str | os.PathLike, *, decode: bool = True) -> list[str]:
+    """Problems with the image paths of ``df`` under ``root``: outside the root, missing, and
+    (with ``decode``) unreadable. One line per problem, listed up front (not at epoch 37)."""
     from ..io import read_image
 
     root = Path(root)
@@ -73,7 +73,9 @@ def check_images(df, root: str | os.PathLike) -> list[str]:
                 problems.append(f"row {i} {col}: {exc}")
                 continue
             if not path.is_file():
-                problems.append(f"row {i} {col}: missing file {path}")
+                problems.append(f"row {i} {col}: missing file {rel}")
+                continue
+            if not decode:
                 continue
             try:
                 read_image(path, max_pixels=50_000_000)

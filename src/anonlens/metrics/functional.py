@@ -29,7 +29,6 @@ __all__ = [
     "psnr",
     "ssim",
     "ssim_map",
-    "ssim_many",
     "frechet_distance",
     "gaussian_stats",
     "kernel_inception_distance",
@@ -169,18 +168,16 @@ def _precision(k2: float) -> type:
     return np.float32 if k2 >= 0.01 else np.float64
 
 
-def _mean_ssim(originals, anonymized, *, k1, k2, sigma, kernel_size) -> list[float]:
+def _mean_ssim(a: np.ndarray, b: np.ndarray, *, k1, k2, sigma, kernel_size) -> float:
     dtype = _precision(k2)
-    shape = (len(originals) * originals[0].shape[0], *originals[0].shape[1:])
-    bufs = _buffers(shape, 8, dtype)
+    bufs = _buffers(a.shape, 8, dtype)
     x, y = bufs[6], bufs[7]
-    scale = dtype(1 / 255.0) if originals[0].dtype == np.uint8 else dtype(1.0)
-    np.multiply(np.concatenate(originals, axis=0) if len(originals) > 1 else originals[0], scale, out=x, casting="unsafe")
-    np.multiply(np.concatenate(anonymized, axis=0) if len(anonymized) > 1 else anonymized[0], scale, out=y, casting="unsafe")
+    scale = dtype(1 / 255.0) if a.dtype == np.uint8 else dtype(1.0)
+    np.multiply(a, scale, out=x, casting="unsafe")
+    np.multiply(b, scale, out=y, casting="unsafe")
     m = _ssim_map_inplace(x, y, k1=k1, k2=k2, sigma=sigma, kernel_size=kernel_size, data_range=1.0, bufs=bufs[:6])
-    m = m.reshape(len(originals), *originals[0].shape)
     pad = (kernel_size - 1) // 2
-    return [float(v) for v in m[:, pad:-pad, pad:-pad].mean(axis=(1, 2, 3), dtype=np.float64)]
+    return float(m[pad:-pad, pad:-pad].mean(dtype=np.float64))
 
 
 def ssim(
@@ -200,32 +197,7 @@ def ssim(
     a, b = _as_pair(original, anonymized)
     if min(a.shape[:2]) < kernel_size:
         raise ValueError(f"SSIM needs images of at least {kernel_size}x{kernel_size} pixels, got {a.shape[:2]}")
-    return _mean_ssim([a], [b], k1=k1, k2=k2, sigma=sigma, kernel_size=kernel_size)[0]
-
-
-def ssim_many(
-    originals: Sequence[np.ndarray],
-    anonymized: Sequence[np.ndarray],
-    *,
-    k1: float = 0.01,
-    k2: float = 0.03,
-    sigma: float = 1.5,
-    kernel_size: int = 11,
-) -> list[float]:
-    """:func:`ssim` of many same-size pairs at once, exactly.
-
-    The images are stacked vertically and filtered in one pass. No pixel that counts leaks across
-    images: the window reaches ``(kernel_size - 1) // 2`` rows, and exactly those border rows of
-    every image are left out of its mean.
-    """
-    if not originals:
-        return []
-    shape = originals[0].shape
-    if any(o.shape != shape or a.shape != shape for o, a in zip(originals, anonymized)):
-        raise ValueError("ssim_many needs pairs of one size; group them by size first")
-    if min(shape[:2]) < kernel_size:
-        raise ValueError(f"SSIM needs images of at least {kernel_size}x{kernel_size} pixels, got {shape[:2]}")
-    return _mean_ssim(originals, anonymized, k1=k1, k2=k2, sigma=sigma, kernel_size=kernel_size)
+    return _mean_ssim(a, b, k1=k1, k2=k2, sigma=sigma, kernel_size=kernel_size)
 
 
 def gaussian_stats(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
