@@ -185,10 +185,16 @@ class BatchReport:
     regions: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"input", "error"}
     nothing_found: list[str] = field(default_factory=list)  # inputs
+    edi: list[dict[str, Any]] = field(default_factory=list)  # per EDI face: history, final state
 
     def add(self, rec: dict[str, Any]) -> None:
         self.counts[rec["status"]] = self.counts.get(rec["status"], 0) + 1
         self.regions += len(rec.get("regions", []))
+        for region in rec.get("regions", []):
+            e = region.get("edi")
+            if e is not None:
+                self.edi.append({"history": e["evidence_history"], "identified": e["identified"], "fallback": e["fallback"],
+                                 "iterations": e["iterations"], "changed": e["changed_share_region"], "ssim_region": e.get("ssim_region")})
         if rec["status"] == "failed":
             self.failed.append({"input": rec["input"], "error": rec.get("error")})
         if rec.get("nothing_found"):
@@ -206,6 +212,25 @@ class BatchReport:
         """Every image's record, read from the manifest (sorted by input path)."""
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))["images"]
 
+    def edi_summary(self) -> dict[str, Any] | None:
+        """Re-identification rate after each EDI iteration over all faces, and the final rate
+        (after the fail-closed fallback), or None when EDI did not run."""
+        if not self.edi:
+            return None
+        from .edi import reid_curve
+
+        n = len(self.edi)
+        ssims = [e["ssim_region"] for e in self.edi if e["ssim_region"] is not None]
+        return {
+            "faces": n,
+            "reid_rate_per_iteration": [round(r, 6) for r in reid_curve([e["history"] for e in self.edi])],
+            "final_reid_rate": round(sum(e["identified"] for e in self.edi) / n, 6),
+            "fallbacks": sum(e["fallback"] for e in self.edi),
+            "mean_iterations": round(sum(e["iterations"] for e in self.edi) / n, 3),
+            "mean_changed_share": round(sum(e["changed"] for e in self.edi) / n, 4),
+            "mean_ssim_region": round(sum(ssims) / len(ssims), 4) if ssims else None,
+        }
+
     def summary(self) -> dict[str, Any]:
         images = self.count(*[s for s in _STATUSES if s != "ignored"])
         return {
@@ -215,6 +240,7 @@ class BatchReport:
             "regions": self.regions,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
+            **({"edi": self.edi_summary()} if self.edi else {}),
         }
 
 
@@ -228,9 +254,12 @@ def _effective_workers(requested: int, n_tasks: int, config: AnonymizeConfig) ->
         from .detectors import DETECTORS
 
         name = config.detector_name
-        if name is not None and getattr(DETECTORS.get(name).factory, "multithreaded", False):
+        if config.method == "edi":  # seconds of single-threaded identity checks per face
+            requested = min(os.cpu_count() or 1, n_tasks)
+        elif name is not None and getattr(DETECTORS.get(name).factory, "multithreaded", False):
             return 1
-        requested = min(os.cpu_count() or 1, -(-n_tasks // 8))
+        else:
+            requested = min(os.cpu_count() or 1, -(-n_tasks // 8))
     return max(1, min(int(requested), n_tasks))
 
 

@@ -26,6 +26,7 @@ __all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", 
 
 Scope = Literal["face", "body", "image"]
 OnEmpty = Literal["keep", "skip", "full"]
+Method = Literal["uniform", "edi"]
 
 #: per scope: default detector, region shape and margin (fraction of the box added on each side)
 SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -54,8 +55,15 @@ class AnonymizeConfig:
     shape: Shape | None = None
     margin: float | None = None
     on_empty: OnEmpty = "keep"
+    #: ``uniform`` (the operator over each whole region) or ``edi`` (EDI-Anon: only the pixels that
+    #: reveal the identity, until an identity oracle no longer recognises the person)
+    method: Method = "uniform"
+    #: options of the method, see :class:`anonlens.edi.EDIConfig` (oracle, q, max_iters, saliency...)
+    method_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.method not in ("uniform", "edi"):
+            raise AnonlensError(f"method must be 'uniform' or 'edi'; got {self.method!r}")
         if self.scope not in SCOPE_DEFAULTS:
             raise AnonlensError(f"scope must be one of {', '.join(SCOPE_DEFAULTS)}; got {self.scope!r}")
         if self.on_empty not in ("keep", "skip", "full"):
@@ -65,7 +73,7 @@ class AnonymizeConfig:
         if self.margin is not None and not (0.0 <= float(self.margin) <= 5.0):
             raise AnonlensError(f"margin must be between 0 and 5 (fraction of the box per side); got {self.margin!r}")
         # accept dicts for convenience; store sorted tuples so the config stays hashable
-        for name in ("detector_options", "operator_options"):
+        for name in ("detector_options", "operator_options", "method_options"):
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, tuple(sorted(value.items())))
@@ -94,6 +102,7 @@ class AnonymizeConfig:
         d["detector"] = self.detector_name
         d["detector_options"] = dict(self.detector_options)
         d["operator_options"] = dict(self.operator_options)
+        d["method_options"] = dict(self.method_options)
         d["shape"] = self.region_shape
         d["margin"] = self.region_margin
         return json.loads(json.dumps(d, default=_jsonable))
@@ -161,6 +170,17 @@ class Anonymizer:
         else:
             self.detector = create_detector(name, **dict(self.config.detector_options))
         self.operator = operator or create_operator(self.config.operator, **_thaw(dict(self.config.operator_options)))
+        self.edi = None
+        self.oracle = None
+        if self.config.method == "edi":
+            from .edi import EDIConfig
+
+            try:
+                self.edi = EDIConfig(**_thaw(dict(self.config.method_options)))
+            except TypeError as exc:
+                raise AnonlensError(f"EDI option error: {exc}") from None
+            self.oracle = self.edi.create_oracle()
+            self.edi.saliency_for(self.oracle)  # unknown saliency method or wrong oracle: fail now
 
     def describe(self) -> dict[str, Any]:
         """Detector and operator with all their options (for manifests)."""
@@ -171,6 +191,9 @@ class Anonymizer:
             "shape": self.config.region_shape,
             "margin": self.config.region_margin,
             "on_empty": self.config.on_empty,
+            "method": self.config.method,
+            **({"edi": {**json.loads(json.dumps(asdict(self.edi), default=_jsonable)), "oracle_options": _opts(self.oracle)}}
+               if self.edi is not None else {}),
         }
 
     def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:
@@ -195,11 +218,32 @@ class Anonymizer:
             elif shape != "mask" and region.mask is not None and self.config.shape is None:
                 shape = "mask"  # a region with its own mask is anonymized by it unless told otherwise
             mask = region_mask(region, image.shape, shape=shape, margin=self.config.region_margin)
-            out, p = self.operator(out, mask, region, rng=rng)
-            params.append({**region.to_dict(), "shape": shape, "pixels": int(mask.sum()), "params": p})
+            entry: dict[str, Any] = {}
+            if self.edi is not None:
+                out, p, entry["edi"] = self._apply_edi(image, out, mask, region, rng)
+            else:
+                out, p = self.operator(out, mask, region, rng=rng)
+            params.append({**region.to_dict(), "shape": shape, "pixels": int(mask.sum()), "params": p, **entry})
         if out is image:
             out = image.copy()
         return out, params
+
+    def _apply_edi(self, original: np.ndarray, current: np.ndarray, mask: np.ndarray, region: Region, rng):
+        """EDI inside one region: the oracle learns the person from ``original``; pixels change only
+        in ``mask`` of ``current`` (earlier regions already anonymized)."""
+        from .edi import edi_anonymize, utility_record
+
+        cfg = self.edi
+        params = self.operator.params_for(region)
+        perturb = lambda img: self.operator(img, mask, region, rng=rng)[0]  # noqa: E731
+        whole = region.label == "image"
+        target = self.oracle.prepare(original, None if whole else region)
+        method, sal_opts = cfg.saliency_for(self.oracle)
+        res = edi_anonymize(current, mask, oracle=self.oracle, perturb=perturb, target=target, max_iters=cfg.max_iters,
+                            on_fail=cfg.on_fail, saliency=method, saliency_options=sal_opts, q=cfg.q, select=cfg.select,
+                            rng=rng if rng is not None else np.random.default_rng(0))
+        record = {**res.to_dict(mask), **utility_record(original, res.image, mask), "saliency": method}
+        return res.image, params, record
 
     def __call__(self, image: np.ndarray, *, source: str | None = None) -> AnonymizationResult:
         image = as_rgb_uint8(image)
@@ -246,12 +290,18 @@ def anonymize(
     source: str | None = None,
     detector_options: Mapping[str, Any] | None = None,
     operator_options: Mapping[str, Any] | None = None,
+    method: Method = "uniform",
+    method_options: Mapping[str, Any] | None = None,
 ) -> AnonymizationResult:
     """Anonymize the faces (``scope="face"``), people (``"body"``) or whole ``image``.
 
     Detectors and operators given by name are created once per process and reused; instances
     are used as given. ``image`` is ``(H, W, 3)`` uint8 RGB (see :mod:`anonlens.checks`); the
     input array is never modified. Returns an :class:`AnonymizationResult`.
+
+    ``method="edi"`` runs EDI-Anon in each region: only the pixels that reveal the identity are
+    perturbed, until the identity oracle no longer recognises the person (``method_options``: see
+    :class:`anonlens.edi.EDIConfig`); each region's record then has an ``edi`` entry.
     """
     if detector is not None and not isinstance(detector, (str, Detector)):
         raise TypeError(f"detector must be a name or a Detector, got {type(detector).__name__}")
@@ -266,6 +316,8 @@ def anonymize(
         shape=shape,
         margin=margin,
         on_empty=on_empty,
+        method=method,
+        method_options=tuple(sorted((method_options or {}).items())),
     )
     if isinstance(detector, Detector) or isinstance(operator, Operator):
         anon = Anonymizer(

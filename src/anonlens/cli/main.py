@@ -83,6 +83,13 @@ def anonymize_cmd(
     max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels than this (decompression-bomb guard)."),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG/WebP outputs."),
     manifest: Optional[Path] = typer.Option(None, help="Where to write the JSON manifest. Default: OUTPUT/anonlens-manifest.json."),
+    method: str = typer.Option("uniform", help="uniform: the operator over each whole face/person. edi: EDI-Anon, perturb only the pixels that reveal the identity, re-check, repeat until an identity model no longer recognises the person."),
+    target_risk: float = typer.Option(0.01, help="EDI: the re-identification rate to reach; the exit code is 1 when the final rate is above it."),
+    q: float = typer.Option(90.0, "--q", help="EDI: perturb the elements at or above this percentile of identity saliency per iteration (the reference: 90; 99 for masking)."),
+    max_iters: int = typer.Option(20, help="EDI: iterations per face before giving up (then the whole face gets the operator, unless -e on_fail=keep)."),
+    saliency: str = typer.Option("auto", help="EDI: occlusion or rise (black-box, any oracle), gradient or gradcam (white-box classifier). auto: gradient with --oracle-model, else occlusion."),
+    oracle_model: Optional[Path] = typer.Option(None, help="EDI: identity classifier from `anonlens train-identity` as the attacker (white-box). Default: dlib's face-identity model."),
+    edi_option: Optional[List[str]] = typer.Option(None, "--edi-option", "-e", help="EDI option key=value (repeatable): threshold=0.6 (dlib distance), windows=4 (occlusion), masks=32 (rise), on_fail=uniform|keep, device=cpu."),
     assess: bool = typer.Option(False, "--assess", help="Then score the outputs against the inputs (identity risk, residual detectability, SSIM, ...) and add the result to the manifest."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -112,6 +119,14 @@ def anonymize_cmd(
         op_opts["seed"] = seed
     if overwrite and resume:
         _fail("--overwrite and --resume exclude each other")
+    method_opts: dict[str, Any] = {}
+    if method == "edi":
+        method_opts = {"target_risk": target_risk, "q": q, "max_iters": max_iters, "saliency": saliency,
+                       **_parse_options(edi_option, "EDI")}
+        if oracle_model is not None:
+            method_opts.update(oracle="classifier", model=str(oracle_model))
+    elif edi_option or oracle_model is not None:
+        _fail("--edi-option and --oracle-model need --method edi")
     try:
         config = AnonymizeConfig(
             scope=scope,  # type: ignore[arg-type]
@@ -122,6 +137,8 @@ def anonymize_cmd(
             shape=shape,  # type: ignore[arg-type]
             margin=margin,
             on_empty=on_empty,  # type: ignore[arg-type]
+            method=method,  # type: ignore[arg-type]
+            method_options=method_opts,
         )
         # Build the detector and operator once here, so that a wrong name or option, or missing
         # weights, is one clear error before any file is touched.
@@ -154,7 +171,32 @@ def anonymize_cmd(
             sys.stdout.write(json.dumps({"summary": report.summary(), "manifest": str(report.manifest_path),
                                          "nothing_found": report.nothing_found, "failed": report.failed,
                                          "assessment": None if assessment is None else assessment.summary}, indent=2, default=str) + "\n")
-    raise typer.Exit(0 if report.ok and (assessment is None or not assessment.errors) else 1)
+    edi_ok = True
+    edi = report.edi_summary()
+    if edi is not None:
+        edi_ok = edi["final_reid_rate"] <= target_risk
+        if not json_out:
+            _print_edi(edi, target_risk)
+    raise typer.Exit(0 if report.ok and edi_ok and (assessment is None or not assessment.errors) else 1)
+
+
+def _print_edi(edi: dict[str, Any], target: float) -> None:
+    curve = edi["reid_rate_per_iteration"]
+    table = Table(title="EDI: re-identification rate per iteration", header_style="bold")
+    table.add_column("iteration", justify="right")
+    table.add_column("re-identified", justify="right")
+    for i, r in enumerate(curve):
+        table.add_row("before" if i == 0 else str(i), f"{100 * r:.1f} %")
+    out_console.print(table)
+    final = edi["final_reid_rate"]
+    style = "green" if final <= target else "red"
+    out_console.print(
+        f"faces: {edi['faces']}, mean iterations {edi['mean_iterations']}, mean share of the face changed "
+        f"{100 * edi['mean_changed_share']:.1f} %, mean SSIM inside the face {edi['mean_ssim_region']}"
+    )
+    if edi["fallbacks"]:
+        out_console.print(f"[yellow]{edi['fallbacks']} face(s) were still recognised after the last iteration and got the operator over the whole face[/]")
+    out_console.print(f"[{style}]final re-identification rate {100 * final:.2f} % (target {100 * target:.2f} %)[/]")
 
 
 def _run_with_progress(run_batch, inputs, output, options, manifest, quiet):
@@ -307,6 +349,7 @@ def main() -> None:  # console-script entry point
 
 from . import assess as _assess  # noqa: E402,F401  (registers the assessment commands)
 from . import learn as _learn  # noqa: E402,F401  (registers the learned-metric commands)
+from . import edi as _edi  # noqa: E402,F401  (registers the EDI-Anon commands)
 
 
 if __name__ == "__main__":
