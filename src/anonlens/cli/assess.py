@@ -113,6 +113,7 @@ def score_cmd(
     metrics: Optional[str] = typer.Option(None, help="Comma-separated metric names (see `anonlens metrics`). Default: mse,psnr,ssim,identity,residual-face,utility-outside."),
     metric_option: Optional[List[str]] = typer.Option(None, "--metric-option", "-m", help="metric.key=value (repeatable), e.g. -m lpips.allow_download=true, -m kid.subset_size=20."),
     model: Optional[Path] = typer.Option(None, "--model", help="A trained PerceptAnon metric (.safetensors + .json): adds its learned_score column."),
+    semsim: Optional[Path] = typer.Option(None, "--semsim", help="A trained SemSim model (`anonlens semsim train`): adds its semsim distance column."),
     resize: Optional[str] = typer.Option(None, help="Resize both images to WxH first (aspect not kept), e.g. 224x224."),
     threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
     batch_size: int = typer.Option(16, min=1, help="Pairs per batch for the tensor metrics."),
@@ -128,6 +129,10 @@ def score_cmd(
         if model is not None:
             names = tuple(n for n in names if n != "learned") + ("learned",)
             options = tuple(o for o in options if o[0] != "learned") + (("learned", (("checkpoint", str(model)),)),)
+        if semsim is not None:
+            names = tuple(n for n in names if n != "semsim") + ("semsim",)
+            extra = dict(next((o[1] for o in options if o[0] == "semsim"), ()))  # e.g. -m semsim.normalize=true
+            options = tuple(o for o in options if o[0] != "semsim") + (("semsim", tuple(sorted({**extra, "checkpoint": str(semsim)}.items()))),)
         if pairs is not None:
             if anonymized is not None or original is not None:
                 _fail("give either --pairs or --anonymized/--original, not both")

@@ -17,7 +17,7 @@ from .classic import MSE, PSNR, SSIM
 from .detectability import FaceScore, PeopleKept, ResidualFace, UtilityOutside
 from .group import FID, KID, GroupMetric
 from .identity import IdentityRisk
-from .learned import LearnedScore
+from .learned import LearnedScore, SemSimDistance
 from .lpips import LPIPS
 
 __all__ = ["column_directions", "Metric", "GroupMetric", "PairBatch", "METRICS", "create_metric", "list_metrics", "DEFAULT_METRICS"]
@@ -57,6 +57,7 @@ _add("utility-outside", UtilityOutside, summary="PSNR/SSIM outside the original'
 _add("people-kept", PeopleKept, summary="Share of the original's people a person detector still finds (utility).")
 _add("face-score", FaceScore, summary="No-reference: highest face-detector score in the anonymized image.")
 _add("learned", LearnedScore, summary="A trained PerceptAnon HA1/HA2 checkpoint's score on the 1..10 scale (option checkpoint=).")
+_add("semsim", SemSimDistance, summary="A trained SemSim model's embedding distance original vs anonymized (option checkpoint=).")
 _add("fid", FID, level="group", offline=False, summary="Fréchet Inception distance per group (>= 2 images).")
 _add("kid", KID, level="group", offline=False, summary="Kernel Inception distance per group (>= subset_size images).")
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .base import Metric, PairBatch
 
-__all__ = ["LearnedScore"]
+__all__ = ["LearnedScore", "SemSimDistance"]
 
 
 class LearnedScore(Metric):
@@ -57,3 +57,31 @@ class LearnedScore(Metric):
         with torch.inference_mode():
             out = self._model(anon, orig)
         return {self._column: to_human_scale(out, self._config.labels, self._config.task).tolist()}
+
+
+class SemSimDistance(Metric):
+    """SemSim: distance between the embeddings of the original and the anonymized/reconstructed
+    image under a trained SemSim model (``anonlens semsim train``). Larger = less similar = more
+    private. Unnormalised embeddings by default, as the reference; ``normalize=True`` for the unit
+    sphere the model was trained on."""
+
+    name = "semsim"
+    full_reference = True
+    more_private = "higher"
+    value_range = (0.0, float("inf"))
+
+    def __init__(self, *, checkpoint: str, normalize: bool = False, device: str = "cpu"):
+        from ..learn.semsim import load_semsim
+
+        self.checkpoint = str(checkpoint)
+        self.normalize = bool(normalize)
+        self.device = device
+        self._model = load_semsim(checkpoint).to(device)
+
+    def __call__(self, batch: PairBatch):
+        from ..learn.semsim import semsim_distances
+
+        if batch.original_images is None:
+            raise ValueError("SemSim compares two images: it needs the originals")
+        d = semsim_distances(self._model, batch.original_images, batch.anonymized_images, normalize=self.normalize, device=self.device)
+        return {"semsim": d.tolist()}
