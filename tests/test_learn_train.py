@@ -114,3 +114,43 @@ def test_score_with_a_trained_model_adds_the_learned_column(blur_set, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(tmp_path / "s" / "scores.csv")
     assert df["learned_score"].between(1, 10).all() and len(df) == 15
+
+
+def test_benchmark_table_per_split(blur_set, tmp_path):
+    """The paper-style table: rho/tau per split for the classic metrics, FID per group, a learned
+    model; a metric whose weights are missing is reported, not dropped silently."""
+    import torch
+
+    from anonlens.assess.benchmark import BenchmarkOptions, run_benchmark
+
+    root, tr, va, te = blur_set
+    rows = pd.concat([va, te]).copy()
+    rows["dataset"] = ["lfw" if i % 2 else "coco" for i in range(len(rows))]
+    rows["method"] = [f"blur{int(s // 3)}" for s in rows["score_mean"]]
+    for split, part in (("all", rows), ("task-face", rows.iloc[: len(rows) // 2 + 4])):
+        d = root / "dataset_splits" / "HA1" / split
+        d.mkdir(parents=True, exist_ok=True)
+        part.to_csv(d / "test.csv", index=False)
+    train(tr, va, root, tmp_path / "run", TrainOptions(ha="HA1", backbone="mobilenet_v2", epochs=1, batch_size=16,
+                                                        input_size=64, pretrained=False))
+    torch.manual_seed(0)
+    feature = torch.nn.Sequential(torch.nn.AvgPool2d(16), torch.nn.Flatten())  # (B,3,299,299) -> (B, 972)
+    opts = BenchmarkOptions(metrics=("psnr", "mse", "ssim", "lpips"), models=(str(tmp_path / "run" / "best.safetensors"),))
+    res = run_benchmark(root, tmp_path / "bench", opts, fid_feature=feature)
+    table = pd.DataFrame(res.rows)
+    assert set(table["split"]) == {"all", "task-face"}
+    get = lambda split, metric: table[(table.split == split) & (table.metric == metric)].iloc[0]  # noqa: E731
+    assert get("all", "SSIM")["spearman"] < -0.4 and get("all", "PSNR")["spearman"] < -0.4
+    assert get("all", "MSE")["spearman"] > 0.4 and get("all", "MSE")["n"] == 30
+    assert get("all", "SSIM")["kendall"] < 0
+    assert "groups" in get("all", "FID")["note"] and get("all", "FID")["n"] >= 3
+    assert any(r.startswith("learned:") for r in table["metric"])
+    assert any(n.startswith("lpips: not computed") for n in res.notes)
+    md = res.files["md"].read_text()
+    assert "| SSIM |" in md and "all ρ" in md
+    assert res.files["png"].read_bytes()[:4] == b"\x89PNG"
+    r = runner.invoke(app, ["benchmark", str(root), "-o", str(tmp_path / "b2"), "--metrics", "ssim", "--no-fid", "--split", "all", "-q", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [row["metric"] for row in json.loads(r.stdout)["rows"]] == ["SSIM"]
+    r = runner.invoke(app, ["benchmark", str(root), "--split", "nope", "-o", str(tmp_path / "b3")])
+    assert r.exit_code == 2 and "not found" in r.output

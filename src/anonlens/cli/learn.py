@@ -245,3 +245,37 @@ def semsim_evaluate_cmd(
         t.add_row(r["level"] + (" (configurations)" if r["level"] == "set" else " (images)"), str(r["n"]),
                   *("n/a" if r[k] is None else f"{r[k]:.3f}" for k in ("spearman", "kendall", "pearson")))
     out_console.print(t)
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    data_dir: Path = typer.Argument(..., help="Data root with dataset_splits/<HA>/<split>/test.csv (from `anonlens splits`) and the images."),
+    output: Path = typer.Option(Path("benchmark"), "--output", "-o", help="Folder for benchmark.md, benchmark.csv, benchmark.png and scores/."),
+    models: Optional[List[Path]] = typer.Option(None, "--models", help="Trained HA1/HA2 checkpoints to include (repeatable)."),
+    semsim: Optional[List[Path]] = typer.Option(None, "--semsim", help="SemSim models to include (repeatable)."),
+    ha: str = typer.Option("HA1", help="HA1 or HA2 splits."),
+    split: Optional[List[str]] = typer.Option(None, help="Only these splits (default: every split found)."),
+    metrics: str = typer.Option("psnr,mse,ssim,lpips,identity", help="Per-pair metrics (a metric whose weights are missing is reported as not computed)."),
+    metric_option: Optional[List[str]] = typer.Option(None, "--metric-option", "-m", help="metric.key=value, e.g. -m lpips.weights=alex.pth -m fid.weights=pt_inception.pth."),
+    fid: bool = typer.Option(True, "--fid/--no-fid", help="FID per (data set, method) group."),
+    resize: Optional[str] = typer.Option(None, help="Resize both images to WxH before the per-pair metrics, e.g. 224x224."),
+    json_out: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """The paper's table: Spearman rho and Kendall tau of PSNR, MSE, SSIM, LPIPS, FID, identity
+    distance and each learned model against the human mean score, for every split (Markdown, CSV, plot)."""
+    from ..assess.benchmark import BenchmarkOptions, run_benchmark
+    from .assess import _metric_options, _parse_size
+
+    try:
+        opts = BenchmarkOptions(ha=ha, splits=tuple(split) if split else None, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+                                fid=fid, models=tuple(str(m) for m in models or ()), semsim=tuple(str(s) for s in semsim or ()),
+                                metric_options=_metric_options(metric_option), resize=_parse_size(resize))
+        res = run_benchmark(data_dir, output, opts, progress=None if quiet else (lambda msg: out_console.print(msg, style="dim")))
+    except AnonlensError as exc:
+        _fail(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps({"rows": res.rows, "notes": res.notes, "files": {k: str(v) for k, v in res.files.items()}}, indent=2) + "\n")
+        return
+    out_console.print(res.files["md"].read_text(encoding="utf-8"))
+    out_console.print(f"written: {escape(str(res.files['md']))}, {escape(str(res.files['csv']))}, {escape(str(res.files['png']))}")

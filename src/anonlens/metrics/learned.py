@@ -70,9 +70,12 @@ class SemSimDistance(Metric):
     more_private = "higher"
     value_range = (0.0, float("inf"))
 
-    def __init__(self, *, checkpoint: str, normalize: bool = False, device: str = "cpu"):
+    column_directions = {"semsim": "higher"}
+
+    def __init__(self, *, checkpoint: str, normalize: bool = False, device: str = "cpu", column: str = "semsim"):
         from ..learn.semsim import load_semsim
 
+        self._column = column
         self.checkpoint = str(checkpoint)
         self.normalize = bool(normalize)
         self.device = device
@@ -84,4 +87,8 @@ class SemSimDistance(Metric):
         if batch.original_images is None:
             raise ValueError("SemSim compares two images: it needs the originals")
         d = semsim_distances(self._model, batch.original_images, batch.anonymized_images, normalize=self.normalize, device=self.device)
-        return {"semsim": d.tolist()}
+        return {self._column: d.tolist()}
+
+    @property
+    def columns(self):
+        return [self._column]
