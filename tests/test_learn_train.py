@@ -154,3 +154,28 @@ def test_benchmark_table_per_split(blur_set, tmp_path):
     assert [row["metric"] for row in json.loads(r.stdout)["rows"]] == ["SSIM"]
     r = runner.invoke(app, ["benchmark", str(root), "--split", "nope", "-o", str(tmp_path / "b3")])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_tensorboard_logging_or_a_clear_error(blur_set, tmp_path, monkeypatch):
+    import builtins
+    import importlib.util
+
+    from anonlens.errors import AnonlensError
+
+    root, tr, va, te = blur_set
+    options = TrainOptions(ha="HA1", backbone="mobilenet_v2", epochs=2, batch_size=16, input_size=64, pretrained=False,
+                           freeze_backbone=True, tensorboard=True)
+    if importlib.util.find_spec("tensorboard") is not None:
+        train(tr, va, root, tmp_path / "tb", options)
+        events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+        assert events and events[0].stat().st_size > 0
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard") or name == "tensorboard":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(AnonlensError, match=r"anonlens\[tensorboard\]"):
+        train(tr, va, root, tmp_path / "tb2", options)

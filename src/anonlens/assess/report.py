@@ -13,7 +13,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,12 +34,14 @@ img{display:block;max-width:256px;height:auto;border:1px solid #ccc}
 """
 
 
-def _thumb(path: str, size: int, boxes: Sequence[Sequence[float]] = ()) -> str:
-    """A base64 JPEG thumbnail with ``boxes`` (in the image's pixels) drawn in red."""
+def _thumb(path, size: int, boxes: Sequence[Sequence[float]] = ()) -> str:
+    """A base64 JPEG thumbnail (of a file, or of an RGB array) with ``boxes`` (in the image's
+    pixels) drawn in red."""
     import cv2
+    import numpy as np
     from PIL import Image
 
-    rgb = read_image(path).rgb
+    rgb = path if isinstance(path, np.ndarray) else read_image(path).rgb
     f = size / max(rgb.shape[:2])
     if f < 1:
         rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * f)), max(1, round(rgb.shape[0] * f))), interpolation=cv2.INTER_AREA)
@@ -140,11 +142,14 @@ def write_report(
     max_images: int = 200,
     thumb_size: int = 256,
     regions: dict[str, list] | None = None,
+    explain: "Callable | None" = None,
+    explain_title: str = "Grad-CAM",
 ) -> Path:
     """Write the HTML report of the `anonlens score` output in ``score_dir`` to ``output``.
 
     ``regions`` maps an anonymized path to the boxes to draw on it (from an anonymize manifest);
-    without it, no boxes are drawn.
+    without it, no boxes are drawn. ``explain(anonymized_rgb, original_rgb_or_None) -> overlay
+    RGB`` adds a column of explanation overlays (e.g. Grad-CAM of a learned metric).
     """
     import pandas as pd
 
@@ -194,7 +199,8 @@ def write_report(
     order = risk_order(df)[:max_images]
     show_cols = metric_cols + [c for c in ("reidentified", human) if c and c in df.columns and c not in metric_cols]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in show_cols)
-    images_head = ("<th class='l'>original</th>" if include_originals else "") + "<th class='l'>anonymized</th>"
+    images_head = (("<th class='l'>original</th>" if include_originals else "") + "<th class='l'>anonymized</th>"
+                   + (f"<th class='l'>{html.escape(explain_title)}</th>" if explain else ""))
     parts.append(f"<h2>Images, most at risk first ({len(order)} of {len(df)})</h2><table><tr>{images_head}<th class='l'>image</th>{head}</tr>")
     for i in order:
         r = df.iloc[i]
@@ -207,8 +213,12 @@ def write_report(
                 cells.append(f"<td class='l'><img src='{_thumb(str(orig), thumb_size, boxes)}' alt='original'></td>"
                              if isinstance(orig, str) and orig else "<td></td>")
             cells.append(f"<td class='l'><img src='{_thumb(anon_path, thumb_size, boxes)}' alt='anonymized'></td>")
+            if explain:
+                orig_path = r.get("original")
+                orig_rgb = read_image(str(orig_path)).rgb if isinstance(orig_path, str) and orig_path else None
+                cells.append(f"<td class='l'><img src='{_thumb(explain(read_image(anon_path).rgb, orig_rgb), thumb_size)}' alt='explanation'></td>")
         except AnonlensError as exc:
-            cells = [f"<td class='l' colspan='{2 if include_originals else 1}'>{html.escape(str(exc))}</td>"]
+            cells = [f"<td class='l' colspan='{1 + include_originals + bool(explain)}'>{html.escape(str(exc))}</td>"]
         risky = str(r.get("reidentified", "")).lower() == "true"
         values = "".join(f"<td>{_fmt(r[c])}</td>" for c in show_cols)
         error = f"<br><small>{html.escape(str(r['error']))}</small>" if isinstance(r.get("error"), str) and r.get("error") else ""

@@ -302,6 +302,8 @@ def report_cmd(
     no_originals: bool = typer.Option(False, "--no-originals", help="Leave the original images out (a report with originals is personal data)."),
     manifest: Optional[Path] = typer.Option(None, help="An anonymize manifest, to draw the anonymized regions on the thumbnails (found by itself for `anonymize --assess` output)."),
     max_images: int = typer.Option(200, help="Show at most this many images (the most at risk first)."),
+    gradcam: Optional[Path] = typer.Option(None, "--gradcam", help="A trained HA1/HA2 metric: add its Grad-CAM overlay for every image shown."),
+    gradcam_target: str = typer.Option("lower", help="lower: what still gives the person away; raise: what makes the image look anonymous."),
 ) -> None:
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
     thumbnails with per-image scores, the images most at risk first. Opens offline."""
@@ -318,7 +320,21 @@ def report_cmd(
             _fail(f"{manifest}: not a readable anonlens manifest ({exc})")
         regions = {r["output"]: [reg["box"] for reg in r.get("regions", [])] for r in records if r.get("output")}
     try:
-        path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions)
+        explain = None
+        title = "Grad-CAM"
+        if gradcam is not None:
+            from ..learn.checkpoint import load_checkpoint
+            from ..learn.explain import gradcam as _gradcam, overlay
+
+            if gradcam_target not in ("lower", "raise"):
+                _fail("--gradcam-target must be lower or raise")
+            cam_model, cam_config = load_checkpoint(gradcam)
+            title = f"Grad-CAM ({'what still identifies' if gradcam_target == 'lower' else 'what looks anonymous'})"
+
+            def explain(anon, orig):
+                return overlay(anon, _gradcam(cam_model, cam_config, anon, orig if cam_config.ha == "HA2" else None, target=gradcam_target))
+        path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions,
+                            explain=explain, explain_title=title)
     except AnonlensError as exc:
         _fail(str(exc))
     out_console.print(f"report: {escape(str(path))}")

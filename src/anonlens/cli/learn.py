@@ -83,6 +83,7 @@ def train_cmd(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps. Default: CUDA when present, else CPU."),
     seed: int = typer.Option(42),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUTPUT."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every epoch to OUTPUT/tensorboard (pip install 'anonlens[tensorboard]')."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a PerceptAnon metric (HA1 CNN or HA2 Siamese) with the reference's defaults."""
@@ -94,7 +95,8 @@ def train_cmd(
     try:
         options = TrainOptions(ha=ha, backbone=backbone, labels=labels, task=task, epochs=epochs, batch_size=batch_size,
                                lr=lr, optimizer=optimizer, class_weights=class_weights, input_size=input_size,
-                               freeze_backbone=freeze_backbone, pretrained=pretrained, seed=seed, device=device)
+                               freeze_backbone=freeze_backbone, pretrained=pretrained, seed=seed, device=device,
+                               tensorboard=tensorboard)
         dev = choose_device(device)
         out_console.print(f"device: {dev}" + (" (mixed precision)" if dev == "cuda" else ""))
         train_df, val_df = load_annotations(train_csv), load_annotations(val_csv)

@@ -22,13 +22,17 @@ __all__ = ["gradcam", "target_layer", "overlay"]
 
 
 def target_layer(model: nn.Module, config: ModelConfig) -> nn.Module:
-    """The last convolutional block of the backbone (ResNet: ``layer4[-1]``, as the reference)."""
+    """The last convolutional block of the backbone (ResNet: ``layer4[-1]``, as the reference);
+    for ViT the first LayerNorm of the last encoder block (its patch tokens, read as a 14x14 map,
+    still feed the class token; the block's own output tokens do not)."""
     b = model.backbone
+    if config.backbone.startswith("vit"):
+        return b.encoder.layers[-1].ln_1
     if config.backbone.startswith("resnet"):
         return b.layer4[-1]
     if config.backbone.startswith(("densenet", "vgg", "alexnet", "mobilenet", "efficientnet")):
         return b.features[-1]
-    raise AnonlensError(f"Grad-CAM needs a convolutional backbone; '{config.backbone}' has none (use a ResNet, DenseNet, VGG, AlexNet, MobileNet or EfficientNet)")
+    raise AnonlensError(f"no Grad-CAM layer rule for backbone '{config.backbone}'")
 
 
 class _Score(nn.Module):
@@ -93,13 +97,35 @@ def gradcam(
         with torch.no_grad():
             orig_emb = model.backbone(_prepare(original, config))
     scorer = _Score(model, config, orig_emb, 1.0 if target == "raise" else -1.0)
-    cam = LayerGradCam(scorer, layer or target_layer(model, config))
-    attr = cam.attribute(x, relu_attributions=True)
+    if config.backbone.startswith("vit") and layer is None:
+        attr = _token_gradcam(scorer, target_layer(model, config), x)
+    else:
+        cam = LayerGradCam(scorer, layer or target_layer(model, config))
+        attr = cam.attribute(x, relu_attributions=True)
     attr = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), interpolate_mode="bilinear")
     heat = attr[0, 0].detach().float().numpy()
     heat = cv2.resize(heat, (anonymized.shape[1], anonymized.shape[0]), interpolation=cv2.INTER_LINEAR)
     top = float(heat.max())
     return np.clip(heat / top, 0, 1) if top > 0 else np.zeros_like(heat)
+
+
+def _token_gradcam(scorer: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM on a ViT block: its output ``(B, 1 + N, C)`` without the class token is read as a
+    ``(B, C, sqrt(N), sqrt(N))`` map (the usual ViT reshape), then the same formula as captum's
+    LayerGradCam: ReLU(sum_c mean(grad_c) * A_c)."""
+    acts: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, i, o: acts.append(o))
+    try:
+        out = scorer(x)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(out.sum(), acts[0])
+    a, g = acts[0][:, 1:], grad[:, 1:]
+    side = int(round(a.shape[1] ** 0.5))
+    a = a.transpose(1, 2).reshape(a.shape[0], -1, side, side)
+    g = g.transpose(1, 2).reshape(g.shape[0], -1, side, side)
+    weights = g.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * a).sum(dim=1, keepdim=True)).detach()
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:

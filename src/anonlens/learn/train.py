@@ -57,6 +57,7 @@ class TrainOptions:
     seed: int = 42
     device: str | None = None  # None: CUDA when present, else CPU
     amp: bool = True  # mixed precision, CUDA only
+    tensorboard: bool = False  # also log every epoch to OUT/tensorboard (needs the tensorboard package)
 
 
 @dataclass
@@ -179,6 +180,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     gen = torch.Generator().manual_seed(options.seed)
     history: list[dict[str, Any]] = []
+    writer = _tensorboard(out) if options.tensorboard else None
     best = (math.inf, -1)
     start_epoch = 0
     state_path = out / "last_state.pt"
@@ -219,6 +221,10 @@ def train(
                "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 3),
                "images_per_second": round(seen / max(time.perf_counter() - t0, 1e-9), 2)}
         history.append(row)
+        if writer is not None:
+            for key in ("train_loss", "val_loss", "val_spearman", "lr", "images_per_second"):
+                writer.add_scalar(key, row[key], epoch)
+            writer.flush()
         if val_loss < best[0]:
             best = (val_loss, epoch)
             save_checkpoint(model, config, out / "best", extra={"epoch": epoch, "val_loss": val_loss, "options": asdict(options)})
@@ -231,7 +237,17 @@ def train(
             fh.write(buf.getvalue())
         if progress:
             progress(row)
+    if writer is not None:
+        writer.close()
     return TrainResult(out / "best.safetensors", best[1], best[0], history, device)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise AnonlensError("--tensorboard needs the tensorboard package: pip install 'anonlens[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
 
 
 def _evaluate_loss(model, config, cache, ds, device, loss_fn, options, features, batch: int = 64):
