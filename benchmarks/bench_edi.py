@@ -71,7 +71,7 @@ def astronaut_faces():
     return out
 
 
-def reference_loop(faces, oracle, workdir: Path, *, operator, saliency, saliency_options, q, target_risk, max_iters):
+def reference_loop(faces, oracle, targets, workdir: Path, *, operator, saliency, saliency_options, q, target_risk, max_iters):
     """The reference's dataset-level loop with disk round trips (see the module docstring)."""
     from PIL import Image
 
@@ -79,7 +79,6 @@ def reference_loop(faces, oracle, workdir: Path, *, operator, saliency, saliency
     cur.mkdir(parents=True)
     for i, f in enumerate(faces):
         Image.fromarray(f).save(cur / f"{i:04d}.jpg", quality=95)
-    targets = [oracle.prepare(f) for f in faces]  # the attacker knows the originals
     rates = []
     for it in range(max_iters + 1):
         imgs = [np.asarray(Image.open(cur / f"{i:04d}.jpg").convert("RGB")) for i in range(len(faces))]
@@ -102,31 +101,32 @@ def reference_loop(faces, oracle, workdir: Path, *, operator, saliency, saliency
     return rates
 
 
-def anonlens_loop(faces, oracle, *, operator, saliency, saliency_options, q, max_iters, target_risk):
+def anonlens_loop(faces, oracle, targets, *, operator, saliency, saliency_options, q, max_iters, target_risk):
     if oracle.white_box:  # the set API: a round's gradients in one batch
         from anonlens.edi import edi_set
 
         cands = [np.ones(f.shape[:2], bool) for f in faces]
-        res = edi_set(faces, oracle=oracle, perturbs=[lambda im, c=c: operator(im, c) for c in cands], candidates=cands,
+        res = edi_set(faces, oracle=oracle, perturbs=[lambda im, c=c: operator(im, c) for c in cands], candidates=cands, targets=targets,
                       target_risk=target_risk, max_iters=max_iters, saliency=saliency, saliency_options=saliency_options, q=q)
         return res.results
     results = []
     for i, f in enumerate(faces):
         cand = np.ones(f.shape[:2], bool)
-        results.append(edi_anonymize(f, cand, oracle=oracle, perturb=lambda im, c=cand: operator(im, c), max_iters=max_iters,
+        results.append(edi_anonymize(f, cand, oracle=oracle, perturb=lambda im, c=cand: operator(im, c), target=targets[i], max_iters=max_iters,
                                      on_fail="keep", saliency=saliency, saliency_options=saliency_options, q=q,
                                      rng=np.random.default_rng(i)))
     return results
 
 
-def compare(name, faces, oracle, *, operator, saliency, saliency_options, q, target_risk, max_iters):
+def compare(name, faces, oracle, targets, *, operator, saliency, saliency_options, q, target_risk, max_iters):
+    """Both loops against the same attacker, which knows each face's identity (``targets``)."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        ref_rates = reference_loop(faces, oracle, Path(tmp), operator=operator, saliency=saliency,
+        ref_rates = reference_loop(faces, oracle, targets, Path(tmp), operator=operator, saliency=saliency,
                                    saliency_options=saliency_options, q=q, target_risk=target_risk, max_iters=max_iters)
         t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = anonlens_loop(faces, oracle, operator=operator, saliency=saliency, saliency_options=saliency_options, q=q,
+    res = anonlens_loop(faces, oracle, targets, operator=operator, saliency=saliency, saliency_options=saliency_options, q=q,
                         max_iters=max_iters, target_risk=target_risk)
     t_ours = time.perf_counter() - t0
     ours_rate = sum(r.identified for r in res) / len(res)
@@ -169,18 +169,17 @@ def main() -> None:
             oracle = ClassifierOracle(model=str(Path(tmp) / "attacker"))
         acc = float(np.mean([oracle.measure(k, [im])[0].identified for k, im in enumerate(test)]))
         print(f"white-box attacker: {time.perf_counter() - t0:.0f} s training, validation accuracy {tr.val_accuracy:.3f}, held-out accuracy {acc:.3f}", flush=True)
-        # the attacker's targets are the true identities: prepare() with the label
-        oracle.prepare = lambda original, region=None, *, label=None, _o=oracle, _t={id(im): k for k, im in enumerate(test)}: _t[id(original)]
         faces = test
-        rows["white-box"] = compare("white-box classifier, gradient, masking q=99 (the reference's masking setting)", faces, oracle,
+        targets = list(range(len(test)))  # the true identities (class k is LFW face k)
+        rows["white-box"] = compare("white-box classifier, gradient, masking q=99 (the reference's masking setting)", faces, oracle, targets,
                                     operator=lambda im, c: F.fill(im, c), saliency="gradient", saliency_options={},
                                     q=99, target_risk=0.01, max_iters=30)
-        rows["white-box-dp-pix"] = compare("white-box classifier, gradient, DP-Pix block 8 eps 1, q=90", faces, oracle,
+        rows["white-box-dp-pix"] = compare("white-box classifier, gradient, DP-Pix block 8 eps 1, q=90", faces, oracle, targets,
                                            operator=lambda im, c, r=np.random.default_rng(0): F.dp_pixelate(im, c, block=8, rng=r),
                                            saliency="gradient", saliency_options={}, q=90, target_risk=0.05, max_iters=30)
         from anonlens.edi.tradeoff import tradeoff
 
-        tw = tradeoff(faces, oracle=oracle, operator="dp-pix", operator_options={"block": 8, "seed": 0}, q=90, max_iters=30,
+        tw = tradeoff(faces, oracle=oracle, targets=targets, operator="dp-pix", operator_options={"block": 8, "seed": 0}, q=90, max_iters=30,
                       saliency="gradient", target_risk=0.0, strengths=[64.0, 32.0, 16.0, 8.0, 4.0, 2.0, 1.0])
         rows["tradeoff-white-box"] = tw.to_dict()
         print(f"white-box trade-off, DP-Pix: EDI rounds {json.dumps(tw.edi)}", flush=True)
@@ -192,7 +191,7 @@ def main() -> None:
 
         faces = astronaut_faces()
         oracle = create_oracle("dlib")
-        rows["black-box"] = compare("black-box dlib, occlusion 4x4, pixelate 16 blocks", faces, oracle,
+        rows["black-box"] = compare("black-box dlib, occlusion 4x4, pixelate 16 blocks", faces, oracle, [oracle.prepare(f) for f in faces],
                                     operator=lambda im, c: F.pixelate(im, c, block=max(1, max(im.shape[:2]) // 16)),
                                     saliency="occlusion", saliency_options={"windows": 4}, q=90, target_risk=0.0, max_iters=15)
         t0 = time.perf_counter()

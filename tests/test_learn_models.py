@@ -89,3 +89,23 @@ def test_reference_ha1_checkpoint_is_imported(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(model(x), ref(x), atol=1e-6)
+
+
+def test_import_checkpoint_cli(tmp_path):
+    import torchvision
+    from typer.testing import CliRunner
+
+    from anonlens.cli.main import app
+
+    torch.manual_seed(4)
+    ref = torchvision.models.resnet18(weights=None)
+    ref.fc = torch.nn.Linear(512, 1)
+    ref.eval()
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "best.pth.tar")
+    r = CliRunner().invoke(app, ["import-checkpoint", str(tmp_path / "best.pth.tar"), "-o", str(tmp_path / "imp"), "--backbone", "resnet18"])
+    assert r.exit_code == 0, r.output
+    model, config = load_checkpoint(tmp_path / "imp")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), torch.sigmoid(ref(x)), atol=1e-6)
+    assert config.outputs == 1 and config.backbone == "resnet18"

@@ -281,3 +281,26 @@ def benchmark_cmd(
         return
     out_console.print(res.files["md"].read_text(encoding="utf-8"))
     out_console.print(f"written: {escape(str(res.files['md']))}, {escape(str(res.files['csv']))}, {escape(str(res.files['png']))}")
+
+
+@app.command("import-checkpoint")
+def import_checkpoint_cmd(
+    source: Path = typer.Argument(..., help="A PerceptAnon reference checkpoint (.pth.tar with a 'state_dict'); loaded with weights_only=True."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the anonlens checkpoint (PATH.safetensors + PATH.json)."),
+    ha: str = typer.Option("HA1", help="HA1 or HA2 (the model the checkpoint was trained as)."),
+    backbone: str = typer.Option("resnet50", help="Its backbone."),
+    task: str = typer.Option("regression", help="regression or classification."),
+    labels: str = typer.Option("mean", help="mean, labels10, labels5, labels3 or binary."),
+    input_size: int = typer.Option(224),
+) -> None:
+    """Convert a reference PerceptAnon checkpoint into anonlens' safe format (once; pickles are never loaded afterwards)."""
+    from ..learn.checkpoint import import_reference_checkpoint
+    from ..learn.labels import num_outputs
+    from ..learn.models import ModelConfig
+
+    try:
+        config = ModelConfig(ha=ha, backbone=backbone, labels=labels, task=task, outputs=num_outputs(labels, task), input_size=input_size)  # type: ignore[arg-type]
+        path = import_reference_checkpoint(source, config, output)
+    except AnonlensError as exc:
+        _fail(str(exc))
+    out_console.print(f"imported: {escape(str(path))}")

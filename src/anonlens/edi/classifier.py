@@ -8,7 +8,6 @@ learned metrics'.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..errors import AnonlensError
-from ..io import atomic_writer, discover_inputs, read_image
+from ..io import discover_inputs, read_image
 from ..weights import load_state_dict
 
 __all__ = [
@@ -113,37 +111,17 @@ class IdentityClassifier(nn.Module):
         return b.features[-1]
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    p = Path(path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
-    return p.with_suffix(".safetensors"), p.with_suffix(".json")
-
-
 def save_identity_classifier(model: IdentityClassifier, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    from safetensors.torch import save
+    from ..learn.checkpoint import write_model_files
 
-    weights, meta = _paths(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_writer(weights) as fh:
-        fh.write(save(state))
-    doc = {"anonlens_version": __version__, "kind": "identity-classifier", "config": asdict(model.config), **(extra or {})}
-    with atomic_writer(meta) as fh:
-        fh.write(json.dumps(doc, indent=2).encode("utf-8"))
-    return weights
+    return write_model_files(model, path, {"kind": "identity-classifier", "config": asdict(model.config), **(extra or {})})
 
 
 def load_identity_classifier(path: str | os.PathLike) -> IdentityClassifier:
     """Load ``path.safetensors`` + ``path.json``; pickles are refused."""
-    weights, meta = _paths(path)
-    if str(path).endswith((".pt", ".pth", ".pth.tar", ".pkl", ".ckpt")):
-        raise AnonlensError(f"{path}: refusing to load a pickle; identity classifiers are .safetensors + .json")
-    if not weights.is_file() or not meta.is_file():
-        raise AnonlensError(f"identity classifier not found: need both {weights} and {meta}")
-    doc = json.loads(meta.read_text(encoding="utf-8"))
-    if doc.get("kind") != "identity-classifier":
-        raise AnonlensError(f"{meta} is not an identity classifier (made by `anonlens train-identity`)")
+    from ..learn.checkpoint import read_model_files
+
+    weights, doc = read_model_files(path, kind="identity-classifier", what="identity classifier (made by `anonlens train-identity`)")
     cfg = doc["config"]
     config = IdentityConfig(arch=cfg["arch"], classes=tuple(cfg["classes"]), input_size=int(cfg["input_size"]),
                             mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))

@@ -227,9 +227,7 @@ class EDIProcess:
             if not movable.any():
                 self.stalled = True
                 return False
-            s3 = sal if sal.ndim == 3 else np.broadcast_to(sal[..., None], diff.shape)
-            thr = np.percentile(s3[movable], self.q)
-            sel3 = movable & (s3 >= thr)
+            sel3 = _select_within(sal if sal.ndim == 3 else np.broadcast_to(sal[..., None], diff.shape), movable, self.q)
         np.copyto(self.current, perturbed, where=sel3)
         self.changed |= (self.current != self.original).any(axis=2)
         self.iterations += 1

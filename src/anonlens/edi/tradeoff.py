@@ -76,6 +76,7 @@ def tradeoff(
     operator: str = "pixelate",
     operator_options: dict[str, Any] | None = None,
     regions: Sequence[Region] | None = None,
+    targets: Sequence[Any] | None = None,
     shape: str = "box",
     margin: float = 0.0,
     strengths: Sequence[Any] | None = None,
@@ -89,7 +90,8 @@ def tradeoff(
     progress: Callable[[str], None] | None = None,
 ) -> TradeoffResult:
     """Run EDI and the uniform operator at every strength on ``images`` (one face each: the whole
-    image, or ``regions[i]``) and measure both curves with the same oracle."""
+    image, or ``regions[i]``) and measure both curves with the same oracle. ``targets`` are the
+    oracle's identities (default: ``oracle.prepare`` on each original)."""
     if not images:
         raise AnonlensError("no face images given")
     operator_options = dict(operator_options or {})
@@ -97,7 +99,8 @@ def tradeoff(
     regs = list(regions) if regions is not None else [whole_image_region(*im.shape[:2]) for im in images]
     masks = [region_mask(r, im.shape, shape="box" if r.label == "image" else shape, margin=0.0 if r.label == "image" else margin)
              for r, im in zip(regs, images)]
-    targets = [oracle.prepare(im, None if r.label == "image" else r) for im, r in zip(images, regs)]
+    if targets is None:  # the attacker learns each person from the original
+        targets = [oracle.prepare(im, None if r.label == "image" else r) for im, r in zip(images, regs)]
     attrs0 = [attribute(im) for im in images] if attribute else None
 
     def agreement(outs: Sequence[np.ndarray]) -> float | None:

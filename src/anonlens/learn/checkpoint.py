@@ -29,31 +29,47 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def save_checkpoint(model, config: ModelConfig, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Write ``path.safetensors`` and ``path.json`` (atomically); returns the weights path."""
+_PICKLE_SUFFIXES = (".pt", ".pth", ".tar", ".pkl", ".ckpt")
+
+
+def write_model_files(model, path: str | os.PathLike, doc: dict) -> Path:
+    """``path.safetensors`` (the model's tensors) and ``path.json`` (``doc`` plus the anonlens
+    version), both written atomically; returns the weights path. Shared by every trained model."""
     from safetensors.torch import save
 
     weights, meta = _paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_writer(weights) as fh:
         fh.write(save(state))
-    doc = {"anonlens_version": __version__, "config": asdict(config), **(extra or {})}
     with atomic_writer(meta) as fh:
-        fh.write(json.dumps(doc, indent=2).encode("utf-8"))
+        fh.write(json.dumps({"anonlens_version": __version__, **doc}, indent=2, default=str).encode("utf-8"))
     return weights
+
+
+def read_model_files(path: str | os.PathLike, *, kind: str | None, what: str, hint: str = "") -> tuple[Path, dict]:
+    """The weights path and the JSON document of a model written by :func:`write_model_files`.
+    Pickles are refused; ``kind`` (when given) must match the document's."""
+    weights, meta = _paths(path)
+    if Path(path).suffix in _PICKLE_SUFFIXES or str(path).endswith(".pth.tar"):
+        raise AnonlensError(f"{path}: refusing to load a pickle; {what}s are .safetensors + .json{hint}")
+    if not weights.is_file() or not meta.is_file():
+        raise AnonlensError(f"{what} not found: need both {weights} and {meta}")
+    doc = json.loads(meta.read_text(encoding="utf-8"))
+    if kind is not None and doc.get("kind") != kind:
+        raise AnonlensError(f"{meta} is not a {what}")
+    return weights, doc
+
+
+def save_checkpoint(model, config: ModelConfig, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write ``path.safetensors`` and ``path.json`` (atomically); returns the weights path."""
+    return write_model_files(model, path, {"config": asdict(config), **(extra or {})})
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str = "cpu"):
     """``(model, config)`` from ``path.safetensors`` + ``path.json``; refuses anything else."""
-    weights, meta = _paths(path)
-    if Path(path).suffix in (".pt", ".pth", ".tar", ".pkl", ".ckpt") or str(path).endswith(".pth.tar"):
-        raise AnonlensError(
-            f"{path}: refusing to load a pickle as a checkpoint; anonlens checkpoints are .safetensors + .json "
-            "(import a reference .pth.tar with `anonlens import-checkpoint`)"
-        )
-    if not weights.is_file() or not meta.is_file():
-        raise AnonlensError(f"checkpoint not found: need both {weights} and {meta}")
-    doc = json.loads(meta.read_text(encoding="utf-8"))
+    weights, doc = read_model_files(path, kind=None, what="checkpoint",
+                                    hint=" (import a reference .pth.tar with `anonlens import-checkpoint`)")
     cfg = doc["config"]
     config = ModelConfig(**{**cfg, "mean": tuple(cfg["mean"]), "std": tuple(cfg["std"])})
     model = create_model(config, pretrained=False)

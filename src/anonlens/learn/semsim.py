@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._version import __version__
 from ..errors import AnonlensError
 from ..io import atomic_writer, discover_inputs, read_image
 from ..weights import load_state_dict
@@ -127,32 +125,16 @@ class SemSimModel(nn.Module):
 
 
 def save_semsim(model: SemSimModel, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    from safetensors.torch import save
+    from .checkpoint import write_model_files
 
-    p = Path(path)
-    p = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    weights, meta = p.with_suffix(".safetensors"), p.with_suffix(".json")
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(weights) as fh:
-        fh.write(save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
-    with atomic_writer(meta) as fh:
-        fh.write(json.dumps({"anonlens_version": __version__, "kind": "semsim", "config": asdict(model.config), **(extra or {})},
-                            indent=2).encode())
-    return weights
+    return write_model_files(model, path, {"kind": "semsim", "config": asdict(model.config), **(extra or {})})
 
 
 def load_semsim(path: str | os.PathLike) -> SemSimModel:
     """Load ``path.safetensors`` + ``path.json`` (a SemSim model); pickles are refused."""
-    p = Path(path)
-    if str(p).endswith((".pt", ".pth", ".pth.tar", ".pkl", ".ckpt")):
-        raise AnonlensError(f"{path}: refusing to load a pickle; SemSim models are .safetensors + .json")
-    p = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    weights, meta = p.with_suffix(".safetensors"), p.with_suffix(".json")
-    if not weights.is_file() or not meta.is_file():
-        raise AnonlensError(f"SemSim model not found: need both {weights} and {meta}")
-    doc = json.loads(meta.read_text(encoding="utf-8"))
-    if doc.get("kind") != "semsim":
-        raise AnonlensError(f"{meta} is not a SemSim model (made by `anonlens semsim train`)")
+    from .checkpoint import read_model_files
+
+    weights, doc = read_model_files(path, kind="semsim", what="SemSim model (made by `anonlens semsim train`)")
     c = doc["config"]
     model = SemSimModel(SemSimConfig(input_size=int(c["input_size"]), width=int(c["width"]), mean=tuple(c["mean"]), std=tuple(c["std"])))
     model.load_state_dict(load_state_dict(weights))
