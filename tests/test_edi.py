@@ -303,3 +303,24 @@ def test_fresh_selection_only_picks_elements_that_still_change():
         assert changed.any() and not changed[:, :8].any()
     finally:
         S.SALIENCY._entries.pop("fixed-test", None)
+
+
+def test_refresh_reuses_the_saliency_and_takes_the_next_elements():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 48, 3)).astype(np.uint8)
+    cand = np.ones((48, 48), bool)
+    oracle = DistanceOracle(need=1e9)
+    perturb = lambda im: F.fill(im, cand)  # noqa: E731
+    proc = EDIProcess(image, cand, oracle=oracle, target=oracle.prepare(image), perturb=perturb, saliency="occlusion",
+                      saliency_options={"windows": 4}, q=90, refresh=3)
+    calls = []
+    for _ in range(3):
+        before = oracle.calls
+        proc.step()
+        calls.append(oracle.calls - before)
+    assert calls == [18, 1, 1]  # one saliency pass (base + 16 windows) and the check, then checks only
+    changed = (proc.current != image).any(axis=2)
+    assert 0.25 <= changed.mean() <= 0.45  # three different tiers of about 10 % (whole windows)
+    before = oracle.calls
+    proc.step()
+    assert oracle.calls - before == 18  # the 4th iteration recomputes

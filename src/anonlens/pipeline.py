@@ -240,7 +240,7 @@ class Anonymizer:
         target = self.oracle.prepare(original, None if whole else region)
         method, sal_opts = cfg.saliency_for(self.oracle)
         res = edi_anonymize(current, mask, oracle=self.oracle, perturb=perturb, target=target, max_iters=cfg.max_iters,
-                            on_fail=cfg.on_fail, saliency=method, saliency_options=sal_opts, q=cfg.q, select=cfg.select,
+                            on_fail=cfg.on_fail, saliency=method, saliency_options=sal_opts, q=cfg.q, select=cfg.select, refresh=cfg.refresh,
                             rng=rng if rng is not None else np.random.default_rng(0))
         record = {**res.to_dict(mask), **utility_record(original, res.image, mask), "saliency": method}
         return res.image, params, record

@@ -11,6 +11,10 @@ Over a set, :func:`edi_set` advances every still-identified image one iteration 
 stops when the re-identification rate is at or below ``target_risk``, as the reference's
 dataset-level loop does; it records the rate (and mean SSIM) after every round.
 
+``refresh=N`` (an option, not the reference) recomputes the saliency only every N iterations and
+in between perturbs the next most revealing elements of the last map: N times fewer saliency
+passes, which is what costs with a black-box oracle (occlusion: ``windows**2`` oracle calls each).
+
 ``select="fresh"`` (an option, not the reference) lets only the elements the operator would still
 change compete for the top ``100 - q`` %: the reference keeps re-selecting elements it already
 perturbed, which can stall progress for a long tail of images.
@@ -48,6 +52,7 @@ class EDIConfig:
     masks: int = 32  # rise: random masks per iteration
     q: float = 90.0
     select: Literal["reference", "fresh"] = "reference"  # fresh: only elements the operator still changes compete
+    refresh: int = 1  # recompute the saliency every N iterations (1: every iteration, the reference)
     max_iters: int = 20
     on_fail: Literal["uniform", "keep"] = "uniform"
     target_risk: float = 0.01
@@ -158,10 +163,15 @@ class EDIProcess:
         rng: np.random.Generator | None = None,
         initial: tuple[Measure, np.ndarray | None] | None = None,
         select: Literal["reference", "fresh"] = "reference",
+        refresh: int = 1,
     ):
         if select not in ("reference", "fresh"):
             raise AnonlensError(f"select must be 'reference' or 'fresh', got {select!r}")
+        if int(refresh) < 1:
+            raise AnonlensError(f"refresh must be at least 1 (recompute the saliency every N iterations), got {refresh}")
         self.select = select
+        self.refresh = int(refresh)
+        self._kept: np.ndarray | None = None  # saliency reused between refreshes (selected elements at -inf)
         self.original = image
         self.current = image.copy()
         self.candidates = np.asarray(candidates, bool)
@@ -209,17 +219,21 @@ class EDIProcess:
         """Select the elements and swap in the operator's output (no re-check yet); False when
         nothing can change any more (``stalled``)."""
         perturbed = self.perturb(self.current)
-        if self._pending is not None:
+        if self._kept is not None and self.iterations % self.refresh:
+            sal = self._kept  # between refreshes: the next most revealing elements of the last map
+            self._pending = None
+        elif self._pending is not None:
             sal, self._pending = self._pending, None
         else:
             sal = saliency_map(self.method, self.oracle, self.target, self.current, perturbed, self.candidates,
                                rng=self.rng, **self.saliency_options)
         diff = perturbed != self.current
+        cand = self.candidates if sal.ndim == 2 else np.broadcast_to(self.candidates[..., None], sal.shape)
         if self.select == "fresh":  # only elements the operator still changes compete
-            d = diff if sal.ndim == 3 else diff.any(axis=2)
-            sel = _select_within(sal, d & (self.candidates if d.ndim == 2 else self.candidates[..., None]), self.q)
-        else:
-            sel = select_elements(sal, self.candidates, self.q)
+            cand = cand & (diff if sal.ndim == 3 else diff.any(axis=2))
+        if sal is self._kept:  # elements already taken since the last refresh are out
+            cand = cand & np.isfinite(sal)
+        sel = _select_within(sal, cand, self.q)
         sel3 = sel if sel.ndim == 3 else np.broadcast_to(sel[..., None], diff.shape)
         if not (sel3 & diff).any():
             # the reference would loop here without progress; choose among elements that still change
@@ -229,6 +243,10 @@ class EDIProcess:
                 return False
             sel3 = _select_within(sal if sal.ndim == 3 else np.broadcast_to(sal[..., None], diff.shape), movable, self.q)
         np.copyto(self.current, perturbed, where=sel3)
+        if self.refresh > 1:
+            kept = np.array(sal, dtype=np.float64)
+            kept[sel3 if kept.ndim == 3 else sel3.any(axis=2)] = -np.inf
+            self._kept = kept
         self.changed |= (self.current != self.original).any(axis=2)
         self.iterations += 1
         return True
