@@ -210,19 +210,30 @@ def test_train_identity_then_white_box_edi_cli(tmp_path):
         Image.open(data / name / "0.png").save(faces / f"{name}.png")
     out = tmp_path / "out"
     r = runner.invoke(app, ["anonymize", str(faces), "-o", str(out), "--scope", "image", "--operator", "mask",
-                            "--method", "edi", "--oracle-model", str(ckpt), "--target-risk", "0", "-q", "--json"])
+                            "--method", "edi", "--oracle-model", str(ckpt), "--target-risk", "0", "-q", "--json",
+                            "-e", f"attribute_model={ckpt}"])  # the same classifier standing in for an attribute model
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)["summary"]
     assert summary["edi"]["faces"] == 2 and summary["edi"]["final_reid_rate"] == 0.0
+    assert 0.0 <= summary["edi"]["attribute_agreement"] <= 1.0
     manifest = json.loads((out / "anonlens-manifest.json").read_text())
     edi = manifest["images"][0]["regions"][0]["edi"]
     assert edi["saliency"] == "gradient" and "true_identity_probability" in edi
+    assert edi["attribute_original"] == "person0" and edi["attribute_kept"] == (edi["attribute_anonymized"] == "person0")
     r = runner.invoke(app, ["tradeoff", str(faces), "-o", str(tmp_path / "trade"), "--oracle-model", str(ckpt),
-                            "--strengths", "8,4", "-q", "--json"])
+                            "--strengths", "8,4", "-q", "--json", "--attribute-model", str(ckpt)])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert [p["value"] for p in doc["uniform"]] == [8, 4]
+    assert all(0 <= p["attribute_agreement"] <= 1 for p in doc["uniform"]) and "attribute_agreement" in doc["edi"][-1]
     assert (tmp_path / "trade" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    # the trade-off in the assessment report
+    r = runner.invoke(app, ["score", "-a", str(out), "--original", str(faces), "-o", str(tmp_path / "s"), "--metrics", "ssim", "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", str(tmp_path / "s"), "-o", str(tmp_path / "r.html"), "--tradeoff", str(tmp_path / "trade")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    assert "Privacy-utility trade-off" in page and "data:image/png;base64" in page
 
 
 def test_edi_cli_on_a_real_face_and_option_errors(tmp_path, astronaut):

@@ -194,7 +194,8 @@ class BatchReport:
             e = region.get("edi")
             if e is not None:
                 self.edi.append({"history": e["evidence_history"], "identified": e["identified"], "fallback": e["fallback"],
-                                 "iterations": e["iterations"], "changed": e["changed_share_region"], "ssim_region": e.get("ssim_region")})
+                                 "iterations": e["iterations"], "changed": e["changed_share_region"], "ssim_region": e.get("ssim_region"),
+                                 "attribute_kept": e.get("attribute_kept")})
         if rec["status"] == "failed":
             self.failed.append({"input": rec["input"], "error": rec.get("error")})
         if rec.get("nothing_found"):
@@ -229,6 +230,8 @@ class BatchReport:
             "mean_iterations": round(sum(e["iterations"] for e in self.edi) / n, 3),
             "mean_changed_share": round(sum(e["changed"] for e in self.edi) / n, 4),
             "mean_ssim_region": round(sum(ssims) / len(ssims), 4) if ssims else None,
+            **({"attribute_agreement": round(sum(kept) / len(kept), 4)}
+               if (kept := [e["attribute_kept"] for e in self.edi if e["attribute_kept"] is not None]) else {}),
         }
 
     def summary(self) -> dict[str, Any]:

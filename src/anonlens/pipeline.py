@@ -181,6 +181,11 @@ class Anonymizer:
                 raise AnonlensError(f"EDI option error: {exc}") from None
             self.oracle = self.edi.create_oracle()
             self.edi.saliency_for(self.oracle)  # unknown saliency method or wrong oracle: fail now
+            self._attribute = None
+            if self.edi.attribute_model:
+                from .edi.classifier import attribute_predictor
+
+                self._attribute = attribute_predictor(self.edi.attribute_model)
 
     def describe(self) -> dict[str, Any]:
         """Detector and operator with all their options (for manifests)."""
@@ -243,6 +248,11 @@ class Anonymizer:
                             on_fail=cfg.on_fail, saliency=method, saliency_options=sal_opts, q=cfg.q, select=cfg.select, refresh=cfg.refresh,
                             rng=rng if rng is not None else np.random.default_rng(0))
         record = {**res.to_dict(mask), **utility_record(original, res.image, mask), "saliency": method}
+        if self._attribute is not None:  # on the face's box (the whole image for aligned faces)
+            x1, y1, x2, y2 = (int(round(v)) for v in region.box)
+            y1, x1 = max(0, y1), max(0, x1)
+            before, after = self._attribute(original[y1:y2, x1:x2]), self._attribute(res.image[y1:y2, x1:x2])
+            record.update(attribute_original=before, attribute_anonymized=after, attribute_kept=before == after)
         return res.image, params, record
 
     def __call__(self, image: np.ndarray, *, source: str | None = None) -> AnonymizationResult:

@@ -144,12 +144,14 @@ def write_report(
     regions: dict[str, list] | None = None,
     explain: "Callable | None" = None,
     explain_title: str = "Grad-CAM",
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write the HTML report of the `anonlens score` output in ``score_dir`` to ``output``.
 
     ``regions`` maps an anonymized path to the boxes to draw on it (from an anonymize manifest);
     without it, no boxes are drawn. ``explain(anonymized_rgb, original_rgb_or_None) -> overlay
-    RGB`` adds a column of explanation overlays (e.g. Grad-CAM of a learned metric).
+    RGB`` adds a column of explanation overlays (e.g. Grad-CAM of a learned metric). ``sections``
+    are trusted HTML fragments added before the images (e.g. the EDI trade-off).
     """
     import pandas as pd
 
@@ -196,6 +198,7 @@ def write_report(
     plots = [p for p in plots if p]
     if plots:
         parts.append("<h2>Plots</h2><div class='plots'>" + "".join(plots) + "</div>")
+    parts.extend(sections)
     order = risk_order(df)[:max_images]
     show_cols = metric_cols + [c for c in ("reidentified", human) if c and c in df.columns and c not in metric_cols]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in show_cols)

@@ -304,6 +304,7 @@ def report_cmd(
     max_images: int = typer.Option(200, help="Show at most this many images (the most at risk first)."),
     gradcam: Optional[Path] = typer.Option(None, "--gradcam", help="A trained HA1/HA2 metric: add its Grad-CAM overlay for every image shown."),
     gradcam_target: str = typer.Option("lower", help="lower: what still gives the person away; raise: what makes the image look anonymous."),
+    tradeoff: Optional[Path] = typer.Option(None, "--tradeoff", help="Output folder of `anonlens tradeoff`: add its plot and SSIM-at-matched-risk table."),
 ) -> None:
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
     thumbnails with per-image scores, the images most at risk first. Opens offline."""
@@ -333,8 +334,18 @@ def report_cmd(
 
             def explain(anon, orig):
                 return overlay(anon, _gradcam(cam_model, cam_config, anon, orig if cam_config.ha == "HA2" else None, target=gradcam_target))
+        sections = []
+        if tradeoff is not None:
+            from ..edi.tradeoff import section_html
+
+            folder = tradeoff if tradeoff.is_dir() else tradeoff.parent
+            try:
+                doc = json.loads((folder / "tradeoff.json").read_text(encoding="utf-8"))
+                sections.append(section_html(doc, (folder / "tradeoff.png").read_bytes()))
+            except (OSError, json.JSONDecodeError, KeyError) as exc:
+                _fail(f"{folder}: not a readable `anonlens tradeoff` output ({exc})")
         path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions,
-                            explain=explain, explain_title=title)
+                            explain=explain, explain_title=title, sections=sections)
     except AnonlensError as exc:
         _fail(str(exc))
     out_console.print(f"report: {escape(str(path))}")

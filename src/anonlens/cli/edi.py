@@ -74,7 +74,7 @@ def tradeoff_cmd(
 ) -> None:
     """Measure the privacy-utility trade-off: EDI vs the uniform operator at increasing strengths
     (re-identification rate against SSIM inside the face), as PNG, HTML, CSV and JSON."""
-    from ..edi.classifier import load_identity_classifier
+    from ..edi.classifier import attribute_predictor
     from ..edi.oracles import create_oracle
     from ..edi.tradeoff import tradeoff, write_tradeoff
     from ..io import discover_inputs, read_image
@@ -98,15 +98,7 @@ def tradeoff_cmd(
                 regions.append(max(found, key=lambda r: r.size))
         elif scope != "image":
             _fail("--scope must be image or face")
-        attribute = None
-        if attribute_model is not None:
-            attr_model = load_identity_classifier(attribute_model)
-
-            def attribute(img):
-                import torch
-
-                with torch.no_grad():
-                    return int(attr_model(attr_model.preprocess([img])).argmax(1)[0])
+        attribute = attribute_predictor(attribute_model) if attribute_model is not None else None
 
         values = None
         if strengths:

@@ -89,7 +89,7 @@ def anonymize_cmd(
     max_iters: int = typer.Option(20, help="EDI: iterations per face before giving up (then the whole face gets the operator, unless -e on_fail=keep)."),
     saliency: str = typer.Option("auto", help="EDI: occlusion or rise (black-box, any oracle), gradient or gradcam (white-box classifier). auto: gradient with --oracle-model, else occlusion."),
     oracle_model: Optional[Path] = typer.Option(None, help="EDI: identity classifier from `anonlens train-identity` as the attacker (white-box). Default: dlib's face-identity model."),
-    edi_option: Optional[List[str]] = typer.Option(None, "--edi-option", "-e", help="EDI option key=value (repeatable): threshold=0.6 (dlib distance), windows=4 (occlusion), masks=32 (rise), on_fail=uniform|keep, device=cpu."),
+    edi_option: Optional[List[str]] = typer.Option(None, "--edi-option", "-e", help="EDI option key=value (repeatable): threshold=0.6 (dlib distance), windows=4 (occlusion), masks=32 (rise), on_fail=uniform|keep, refresh=1, select=reference|fresh, attribute_model=CKPT (is the age/gender... kept), device=cpu."),
     assess: bool = typer.Option(False, "--assess", help="Then score the outputs against the inputs (identity risk, residual detectability, SSIM, ...) and add the result to the manifest."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -193,6 +193,7 @@ def _print_edi(edi: dict[str, Any], target: float) -> None:
     out_console.print(
         f"faces: {edi['faces']}, mean iterations {edi['mean_iterations']}, mean share of the face changed "
         f"{100 * edi['mean_changed_share']:.1f} %, mean SSIM inside the face {edi['mean_ssim_region']}"
+        + (f", attribute kept for {100 * edi['attribute_agreement']:.1f} %" if "attribute_agreement" in edi else "")
     )
     if edi["fallbacks"]:
         out_console.print(f"[yellow]{edi['fallbacks']} face(s) were still recognised after the last iteration and got the operator over the whole face[/]")

@@ -30,6 +30,7 @@ __all__ = [
     "train_identity",
     "IDENTITY_ARCHS",
     "IdentityTrainOptions",
+    "attribute_predictor",
     "IdentityTrainResult",
 ]
 
@@ -128,6 +129,18 @@ def load_identity_classifier(path: str | os.PathLike) -> IdentityClassifier:
     model = IdentityClassifier(config)
     model.load_state_dict(load_state_dict(weights))
     return model.eval()
+
+
+def attribute_predictor(path: str | os.PathLike) -> Callable[[np.ndarray], str]:
+    """A classifier from ``train-identity`` (e.g. trained on age-group or gender folders) as a
+    function image -> predicted class name, for the utility check "is the attribute kept"."""
+    model = load_identity_classifier(path)
+
+    def predict(image: np.ndarray) -> str:
+        with torch.no_grad():
+            return model.classes[int(model(model.preprocess([image])).argmax(1)[0])]
+
+    return predict
 
 
 def folder_dataset(root: str | os.PathLike) -> tuple[list[Path], list[int], list[str]]:

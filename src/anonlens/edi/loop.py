@@ -56,6 +56,7 @@ class EDIConfig:
     max_iters: int = 20
     on_fail: Literal["uniform", "keep"] = "uniform"
     target_risk: float = 0.01
+    attribute_model: str | None = None  # a train-identity classifier of an attribute (age, gender...): is it kept?
 
     def __post_init__(self) -> None:
         if not 0 <= float(self.q) < 100:

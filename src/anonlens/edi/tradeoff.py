@@ -25,7 +25,7 @@ from ..regions import Region, region_mask, whole_image_region
 from .loop import edi_set, region_ssim
 from .oracles import IdentityOracle
 
-__all__ = ["STRENGTH_LADDERS", "TradeoffResult", "tradeoff", "matched_risk", "write_tradeoff"]
+__all__ = ["STRENGTH_LADDERS", "TradeoffResult", "tradeoff", "matched_risk", "write_tradeoff", "section_html"]
 
 #: uniform strengths per operator, weakest first (the option that is varied and its values)
 STRENGTH_LADDERS: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -170,19 +170,26 @@ def plot_png(result: TradeoffResult) -> bytes:
     return buf.getvalue()
 
 
-def _html(result: TradeoffResult, png: bytes) -> str:
+def section_html(result: dict[str, Any], png: bytes) -> str:
+    """The trade-off as an HTML fragment (plot and SSIM-at-matched-risk table), from the JSON
+    document :func:`write_tradeoff` writes; used by ``tradeoff.html`` and ``anonlens report --tradeoff``."""
     import base64
     import html
 
-    rows = "".join(f"<tr><td>{100 * m['risk']:.1f} %</td><td>{m['edi_ssim']:.3f}</td><td>{m['uniform_ssim']:.3f}</td><td>{m['ssim_gap']:+.3f}</td></tr>" for m in result.matched)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>anonlens trade-off</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:860px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}</style></head>
-<body><h1>Privacy-utility trade-off: EDI vs uniform {html.escape(result.operator)}</h1>
-<p>{result.faces} faces. EDI options: {html.escape(json.dumps(result.edi_options))}</p>
-<img alt="trade-off plot" src="data:image/png;base64,{base64.b64encode(png).decode()}">
-<h2>SSIM at matched re-identification rate</h2>
-<table><tr><th>rate at most</th><th>EDI SSIM</th><th>uniform SSIM</th><th>gap</th></tr>{rows}</table>
-</body></html>"""
+    rows = "".join(f"<tr><td>{100 * m['risk']:.1f} %</td><td>{m['edi_ssim']:.3f}</td><td>{m['uniform_ssim']:.3f}</td><td>{m['ssim_gap']:+.3f}</td></tr>"
+                   for m in result["matched"])
+    return (f"<h2>Privacy-utility trade-off: EDI vs uniform {html.escape(str(result['operator']))}</h2>"
+            f"<p>{result['faces']} faces. EDI options: {html.escape(json.dumps(result['edi_options']))}</p>"
+            f"<img alt='trade-off plot' style='max-width:100%' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            "<h3>SSIM inside the face at matched re-identification rate</h3>"
+            f"<table><tr><th>rate at most</th><th>EDI SSIM</th><th>uniform SSIM</th><th>gap</th></tr>{rows}</table>")
+
+
+def _html(result: TradeoffResult, png: bytes) -> str:
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>anonlens trade-off</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:860px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}</style></head><body>"
+            + section_html(result.to_dict(), png) + "</body></html>")
 
 
 def write_tradeoff(result: TradeoffResult, folder: str | os.PathLike) -> dict[str, Path]:
