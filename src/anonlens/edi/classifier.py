@@ -261,9 +261,6 @@ def train_identity(
         key = row.get("val_accuracy", epoch)
         if best is None or key > best or not val_idx:
             best = key
-            save_identity_classifier(model.cpu(), out_path, extra={"epoch": epoch, "history": history})
-            model.to(options.device)
-    final = load_identity_classifier(out_path)
-    model = final.to(options.device)
-    return IdentityTrainResult(out_path.with_suffix(".safetensors") if out_path.suffix != ".safetensors" else out_path,
-                               accuracy(val_idx) if val_idx else None, accuracy(train_idx), history)
+            weights = save_identity_classifier(model, out_path, extra={"epoch": epoch, "history": history})
+    model = load_identity_classifier(weights).to(options.device)  # the best epoch's weights
+    return IdentityTrainResult(weights, accuracy(val_idx) if val_idx else None, accuracy(train_idx), history)
