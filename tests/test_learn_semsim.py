@@ -134,3 +134,10 @@ def test_semsim_cli_train_evaluate_and_score(tmp_path):
     header, row = (tmp_path / "sc" / "scores.csv").read_text().splitlines()[:2]
     assert "semsim" in header.split(",")
     assert float(row.split(",")[header.split(",").index("semsim")]) > 0
+
+
+def test_cli_default_original_pattern_is_the_library_default():
+    from anonlens.cli.learn import _ORIGINAL_PATTERN
+    from anonlens.learn.semsim import ORIGINAL_PATTERN
+
+    assert _ORIGINAL_PATTERN == ORIGINAL_PATTERN

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AnonlensError
+from .learn import epoch_progress
 from .main import _fail, _parse_options, app, err_console, out_console
 
 
@@ -41,12 +42,11 @@ def train_identity_cmd(
                                     val_fraction=val_fraction, pretrained=pretrained, weights=None if weights is None else str(weights),
                                     seed=seed, device=choose_device(device))
 
-        def progress(epoch: int, row: dict) -> None:
-            if not quiet:
-                extra = f", val accuracy {row['val_accuracy']:.3f}" if "val_accuracy" in row else ""
-                err_console.print(f"epoch {epoch}/{epochs}: train loss {row['train_loss']:.4f}{extra}")
-
-        res = train_identity(data_dir, output, opts, progress=progress)
+        bar = epoch_progress("training identity classifier", quiet)
+        with bar:
+            tid = bar.add_task("train", total=epochs, info="")
+            res = train_identity(data_dir, output, opts, progress=lambda epoch, row: bar.update(
+                tid, completed=epoch, info=f"loss {row['train_loss']:.4f}" + (f" val acc {row['val_accuracy']:.3f}" if "val_accuracy" in row else "")))
     except AnonlensError as exc:
         _fail(str(exc))
     val = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.3f}"

@@ -15,6 +15,18 @@ from ..errors import AnonlensError
 from .main import _fail, app, out_console
 
 
+# the same default as anonlens.learn.semsim.ORIGINAL_PATTERN (not imported here: it would load torch)
+_ORIGINAL_PATTERN = r"(?i)^(orig|original|gt|ground[_-]?truth)([_.-]|$)"
+
+
+def epoch_progress(title: str, quiet: bool):
+    """A rich progress bar over epochs with an info field (loss...)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet)
+
+
 @app.command("splits")
 def splits_cmd(
     data_dir: Path = typer.Argument(..., help="Folder with HA1.csv and/or HA2.csv and the images they name."),
@@ -87,8 +99,6 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a PerceptAnon metric (HA1 CNN or HA2 Siamese) with the reference's defaults."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from ..learn.annotations import load_annotations
     from ..learn.train import TrainOptions, choose_device, train
 
@@ -100,8 +110,7 @@ def train_cmd(
         dev = choose_device(device)
         out_console.print(f"device: {dev}" + (" (mixed precision)" if dev == "cuda" else ""))
         train_df, val_df = load_annotations(train_csv), load_annotations(val_csv)
-        progress = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet)
+        progress = epoch_progress("training", quiet)
         with progress:
             task_id = progress.add_task("train", total=epochs, info="")
             result = train(train_df, val_df, root, output, options, resume=resume, progress=lambda row: progress.update(
@@ -185,14 +194,12 @@ def semsim_train_cmd(
     lr: float = typer.Option(0.05, help="SGD learning rate, Nesterov momentum 0.9, weight decay 5e-4 (reference)."),
     margin: float = typer.Option(1.0, help="Triplet margin (reference: 1.0)."),
     width: int = typer.Option(64, help="Channels of the first ResNet stage (64 = ResNet-18, the reference; smaller is faster)."),
-    original_pattern: str = typer.Option(r"(?i)^(orig|original|gt|ground[_-]?truth)([_.-]|$)", help="Regex on file names that marks each id's original."),
+    original_pattern: str = typer.Option(_ORIGINAL_PATTERN, help="Regex on file names that marks each id's original."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps. Default: CUDA when present."),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train SemSim (CIFAR-style ResNet-18, triplet loss, 32x32 inputs) with the reference's hyperparameters."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from ..learn.semsim import SemSimTrainOptions, train_semsim
     from ..learn.train import choose_device
 
@@ -200,8 +207,7 @@ def semsim_train_cmd(
         dev = choose_device(device)
         out_console.print(f"device: {dev}")
         opts = SemSimTrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, width=width, seed=seed, device=dev)
-        progress = Progress(TextColumn("[bold]training SemSim"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                            TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet)
+        progress = epoch_progress("training SemSim", quiet)
         with progress:
             tid = progress.add_task("semsim", total=epochs, info="")
             weights, history = train_semsim(data_dir, output, opts, original_pattern=original_pattern, progress=lambda row: progress.update(
@@ -216,7 +222,7 @@ def semsim_evaluate_cmd(
     checkpoint: Path = typer.Argument(..., help="A SemSim model (.safetensors with its .json)."),
     data_dir: Path = typer.Argument(..., help="Folder in the SemSim layout with human judgements (<id>/, -<id>/)."),
     config_pattern: str = typer.Option(r"^(.*?)_[^_]*$", help="Regex whose first group, on a file's stem, names its attack configuration (default: all before the last '_')."),
-    original_pattern: str = typer.Option(r"(?i)^(orig|original|gt|ground[_-]?truth)([_.-]|$)", help="Regex marking each id's original."),
+    original_pattern: str = typer.Option(_ORIGINAL_PATTERN, help="Regex marking each id's original."),
     normalize: bool = typer.Option(False, "--normalize", help="L2-normalise embeddings before the distance (the reference does not)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-image table (CSV) here."),
     json_out: bool = typer.Option(False, "--json"),
