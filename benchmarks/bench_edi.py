@@ -153,10 +153,11 @@ def main() -> None:
     ap.add_argument("--skip-black-box", action="store_true")
     ap.add_argument("--skip-white-box", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--device", default="cpu", help="device of the white-box attacker in both loops (cpu or cuda)")
     args = ap.parse_args()
     import os
 
-    print(f"machine: {os.cpu_count()} CPUs", flush=True)
+    print(f"machine: {os.cpu_count()} CPUs, attacker on {args.device}", flush=True)
     rows = {}
     if not args.skip_white_box:
         from PIL import Image
@@ -172,8 +173,9 @@ def main() -> None:
                 for i, im in enumerate(imgs):
                     Image.fromarray(im).save(root / name / f"{i}.png")
             t0 = time.perf_counter()
-            tr = train_identity(root, Path(tmp) / "attacker", IdentityTrainOptions(arch="tiny", input_size=64, epochs=40, lr=3e-3, batch_size=32, val_fraction=0.125))
-            oracle = ClassifierOracle(model=str(Path(tmp) / "attacker"))
+            tr = train_identity(root, Path(tmp) / "attacker", IdentityTrainOptions(arch="tiny", input_size=64, epochs=40, lr=3e-3, batch_size=32,
+                                                                                   val_fraction=0.125, device=args.device))
+            oracle = ClassifierOracle(model=str(Path(tmp) / "attacker"), device=args.device)
         acc = float(np.mean([oracle.measure(k, [im])[0].identified for k, im in enumerate(test)]))
         print(f"white-box attacker: {time.perf_counter() - t0:.0f} s training, validation accuracy {tr.val_accuracy:.3f}, held-out accuracy {acc:.3f}", flush=True)
         faces = test
