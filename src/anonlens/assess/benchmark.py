@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import AnonlensError
 from ..io import atomic_writer, write_atomic
+from .correlate import correlations
 
 __all__ = ["BenchmarkOptions", "BenchmarkResult", "find_split_tests", "run_benchmark"]
 
@@ -64,22 +65,6 @@ def find_split_tests(data_dir: str | os.PathLike, ha: str, splits: Sequence[str]
         raise AnonlensError(f"no <split>/test.csv under {base}")
     order = {"all": 0, "task-person": 1, "task-face": 2}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])))
-
-
-def _corr(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Rank correlations keep infinite values (PSNR of an untouched image is +inf, the highest
-    rank); Pearson uses the finite rows only. Missing values (NaN: no face found...) are dropped."""
-    from scipy import stats
-
-    ok = ~np.isnan(x) & ~np.isnan(y)
-    x, y = x[ok], y[ok]
-    fin = np.isfinite(x) & np.isfinite(y)
-    if len(x) < 3 or len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
-        return {"n": int(len(x)), "spearman": None, "kendall": None, "pearson": None, "note": "too few rows or constant"}
-    pearson = float(stats.pearsonr(x[fin], y[fin])[0]) if fin.sum() >= 3 and np.ptp(x[fin]) > 0 and np.ptp(y[fin]) > 0 else None
-    note = "" if fin.all() else f"Pearson over the {int(fin.sum())} finite rows"
-    return {"n": int(len(x)), "spearman": float(stats.spearmanr(x, y)[0]), "kendall": float(stats.kendalltau(x, y)[0]),
-            "pearson": pearson, "note": note}
 
 
 def _create_pair_metrics(options: BenchmarkOptions, notes: list[str]):
@@ -188,7 +173,7 @@ def run_benchmark(
         for col, label in labels.items():
             if col not in joined.columns:
                 continue
-            rows.append({"split": split, "metric": label, **_corr(pd.to_numeric(joined[col], errors="coerce").to_numpy(float), human)})
+            rows.append({"split": split, "metric": label, **correlations(pd.to_numeric(joined[col], errors="coerce").to_numpy(float), human)})
         if feats is not None:
             from ..metrics import functional as F
 
@@ -203,7 +188,7 @@ def run_benchmark(
                 mu2, s2 = F.gaussian_stats(b)
                 vals.append(F.frechet_distance(mu1, s1, mu2, s2))
                 hum.append(float(g["score_mean"].mean()))
-            r = _corr(np.array(vals), np.array(hum))
+            r = correlations(np.array(vals), np.array(hum))
             r["note"] = (r["note"] + "; " if r["note"] else "") + f"per (data set, method) group, {len(vals)} groups"
             rows.append({"split": split, "metric": "FID", **r})
     res = BenchmarkResult(rows, notes)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import AnonlensError
 from ..metrics import column_directions
 
-__all__ = ["correlate", "correlation_row", "CorrelationOptions"]
+__all__ = ["correlate", "correlation_row", "correlations", "CorrelationOptions"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,25 @@ def _stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "kendall": float(tau.statistic), "kendall_p": float(tau.pvalue),
         "pearson": float(r.statistic), "pearson_p": float(r.pvalue),
     }
+
+
+def correlations(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Spearman, Kendall (tau-b) and Pearson of two columns, without CIs or p-values: ``n``, the
+    three values (None when too few rows or a column is constant) and a ``note``.
+
+    Rank correlations keep infinite values (PSNR of an untouched image is +inf, the highest
+    rank); Pearson uses the finite rows only. Missing values (NaN: no face found...) are dropped."""
+    from scipy import stats
+
+    ok = ~np.isnan(x) & ~np.isnan(y)
+    x, y = x[ok], y[ok]
+    fin = np.isfinite(x) & np.isfinite(y)
+    if len(x) < 3 or len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
+        return {"n": int(len(x)), "spearman": None, "kendall": None, "pearson": None, "note": "too few rows or constant"}
+    pearson = float(stats.pearsonr(x[fin], y[fin])[0]) if fin.sum() >= 3 and np.ptp(x[fin]) > 0 and np.ptp(y[fin]) > 0 else None
+    note = "" if fin.all() else f"Pearson over the {int(fin.sum())} finite rows"
+    return {"n": int(len(x)), "spearman": float(stats.spearmanr(x, y)[0]), "kendall": float(stats.kendalltau(x, y)[0]),
+            "pearson": pearson, "note": note}
 
 
 def _bootstrap_ci(x: np.ndarray, y: np.ndarray, options: CorrelationOptions) -> dict[str, float]:

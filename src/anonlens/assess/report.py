@@ -211,15 +211,17 @@ def write_report(
         anon_path = str(r["anonymized"])
         boxes = (regions or {}).get(anon_path, [])
         try:
+            orig = r.get("original")
+            has_orig = isinstance(orig, str) and bool(orig)
+            # each image is decoded once, for its thumbnail and (with explain) the explanation
+            orig_rgb = read_image(orig).rgb if has_orig and (include_originals or explain) else None
+            anon_rgb = read_image(anon_path).rgb
             if include_originals:
-                orig = r.get("original")
-                cells.append(f"<td class='l'><img src='{_thumb(str(orig), thumb_size, boxes)}' alt='original'></td>"
-                             if isinstance(orig, str) and orig else "<td></td>")
-            cells.append(f"<td class='l'><img src='{_thumb(anon_path, thumb_size, boxes)}' alt='anonymized'></td>")
+                cells.append(f"<td class='l'><img src='{_thumb(orig_rgb, thumb_size, boxes)}' alt='original'></td>"
+                             if has_orig else "<td></td>")
+            cells.append(f"<td class='l'><img src='{_thumb(anon_rgb, thumb_size, boxes)}' alt='anonymized'></td>")
             if explain:
-                orig_path = r.get("original")
-                orig_rgb = read_image(str(orig_path)).rgb if isinstance(orig_path, str) and orig_path else None
-                cells.append(f"<td class='l'><img src='{_thumb(explain(read_image(anon_path).rgb, orig_rgb), thumb_size)}' alt='explanation'></td>")
+                cells.append(f"<td class='l'><img src='{_thumb(explain(anon_rgb, orig_rgb), thumb_size)}' alt='explanation'></td>")
         except AnonlensError as exc:
             cells = [f"<td class='l' colspan='{1 + include_originals + bool(explain)}'>{html.escape(str(exc))}</td>"]
         risky = str(r.get("reidentified", "")).lower() == "true"

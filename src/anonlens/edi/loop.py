@@ -98,11 +98,7 @@ def select_elements(saliency: np.ndarray, candidates: np.ndarray, q: float) -> n
     [[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]
     """
     cand = candidates if saliency.ndim == 2 else np.broadcast_to(candidates[..., None], saliency.shape)
-    values = saliency[cand]
-    if values.size == 0:
-        return np.zeros(saliency.shape, bool)
-    thr = np.percentile(values, q)
-    return (saliency >= thr) & cand
+    return _select_within(saliency, cand, q)
 
 
 def _select_within(saliency: np.ndarray, allowed: np.ndarray, q: float) -> np.ndarray:

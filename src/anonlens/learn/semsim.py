@@ -315,23 +315,19 @@ def semsim_table(data: SemSimData, *, config_pattern: str = r"^(.*?)_[^_]*$"):
     return pd.DataFrame(rows)
 
 
-def _corr(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
-    from scipy import stats
-
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"spearman": None, "kendall": None, "pearson": None}
-    return {"spearman": float(stats.spearmanr(x, y)[0]), "kendall": float(stats.kendalltau(x, y)[0]), "pearson": float(stats.pearsonr(x, y)[0])}
-
-
 def set_level_correlation(table, metric: str = "semsim") -> dict:
     """The reference's set-level correlation: per configuration, human = 1 - recognised/total and
     the metric's mean; Spearman, Kendall and Pearson over the configurations."""
+    from ..assess.correlate import correlations
+
     g = table.groupby("config").agg(human=("recognised", lambda r: 1 - r.sum() / len(r)), value=(metric, "mean"), n=(metric, "size"))
-    return {"level": "set", "metric": metric, "n": int(len(g)), **_corr(g["value"].to_numpy(), g["human"].to_numpy()),
+    return {"level": "set", "metric": metric, **correlations(g["value"].to_numpy(dtype=float), g["human"].to_numpy(dtype=float)),
             "per_config": g.reset_index().to_dict(orient="records")}
 
 
 def image_level_correlation(table, metric: str = "semsim") -> dict:
     """Per image: the metric against not-recognised (1 - recognised), so that positive = agrees."""
-    return {"level": "image", "metric": metric, "n": int(len(table)),
-            **_corr(table[metric].to_numpy(dtype=float), 1.0 - table["recognised"].to_numpy(dtype=float))}
+    from ..assess.correlate import correlations
+
+    return {"level": "image", "metric": metric,
+            **correlations(table[metric].to_numpy(dtype=float), 1.0 - table["recognised"].to_numpy(dtype=float))}

@@ -291,7 +291,7 @@ def evaluate(model, config: ModelConfig, df, root, *, device: str = "cpu") -> di
     """Spearman/Kendall/Pearson of the model's scores against the human mean score, and, as the
     reference reports them, of its class index (classification) or sigmoid output (regression)
     against the transformed labels."""
-    from scipy import stats
+    from ..assess.correlate import correlations
 
     scores, raw = predict(model, config, df, root, device=device)
     human = df["score_mean"].to_numpy(dtype=np.float64)
@@ -299,10 +299,7 @@ def evaluate(model, config: ModelConfig, df, root, *, device: str = "cpu") -> di
     ref_pred = raw.argmax(dim=1).numpy().astype(np.float64) if config.task == "classification" else raw.reshape(-1).numpy()
 
     def corr(a, b):
-        if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-            return {"spearman": None, "kendall": None, "pearson": None}
-        return {"spearman": float(stats.spearmanr(a, b).statistic),
-                "kendall": float(stats.kendalltau(a, b, variant="b").statistic),
-                "pearson": float(stats.pearsonr(a, b).statistic)}
+        r = correlations(np.asarray(a, np.float64), b)
+        return {k: r[k] for k in ("spearman", "kendall", "pearson")}
 
     return {"n": len(df), "vs_human_mean": corr(scores, human), "vs_transformed_labels": corr(ref_pred, target)}
