@@ -61,6 +61,10 @@ def test_resume_continues_where_training_stopped(blur_set, tmp_path):
     resumed = train(tr, va, root, tmp_path, TrainOptions(**{**base, "epochs": 6}), resume=True)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3, 4, 5]
     assert resumed.history[:4] == first
+    import torch
+
+    state = torch.load(tmp_path / "last_state.pt", weights_only=True)
+    assert state["epoch"] == 5 and "scaler" in state  # the mixed-precision loss scale is resumed too (empty on a CPU)
 
 
 def test_frozen_backbone_trains_only_the_head(blur_set, tmp_path):

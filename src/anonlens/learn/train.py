@@ -190,6 +190,8 @@ def train(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
+        if use_amp and state.get("scaler"):  # the loss scale carries on where it was (CUDA mixed precision)
+            scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"]) + 1
         best = (float(state["best_val_loss"]), int(state["best_epoch"]))
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
@@ -232,7 +234,7 @@ def train(
         buf = io.BytesIO()
         trained = model.head if options.freeze_backbone else model  # frozen: the backbone never changes
         torch.save({"model": trained.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(), "epoch": epoch, "best_val_loss": best[0], "best_epoch": best[1]}, buf)
+                    "generator": gen.get_state(), "scaler": scaler.state_dict(), "epoch": epoch, "best_val_loss": best[0], "best_epoch": best[1]}, buf)
         with atomic_writer(state_path) as fh:
             fh.write(buf.getvalue())
         if progress:
