@@ -9,14 +9,16 @@ memory and stops per face.
 
 - white-box (the reference's setting): a small CNN identity classifier trained here on the 100
   LFW faces scikit-image ships (one identity each, trained on flips/crops/noise, tested on a
-  held-out variant), input gradient toward the runner-up, q = 90, pixelate;
+  held-out variant), input gradient toward the runner-up; masking with q = 99 (the reference's
+  masking setting) and DP-Pix (8 px cells, eps 1) with q = 90, then the trade-off against uniform
+  DP-Pix at increasing eps;
 - black-box: dlib's face-identity model on the astronaut photo's face (crops, flips, scales),
-  occlusion saliency (16 windows), q = 90, pixelate.
+  occlusion saliency (16 windows), q = 90, pixelate; once more with the ``refresh=3`` option.
 
-For the black-box set it also runs ``tradeoff``: EDI's curve against uniform pixelation at
-increasing strengths, and the SSIM (inside the face) gap at matched re-identification rate.
+For both sets it also runs ``tradeoff``: EDI's curve against the uniform operator at increasing
+strengths, and the SSIM (inside the face) gap at matched re-identification rate.
 
-    python benchmarks/bench_edi.py
+    python benchmarks/bench_edi.py --json results.json   # --device cuda for the white-box attacker
 """
 
 from __future__ import annotations
