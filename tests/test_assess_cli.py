@@ -136,6 +136,7 @@ def test_correlate_cli(annotated, tmp_path):
     assert r.exit_code == 2 and "human column 'nope'" in r.output
 
 
+@pytest.mark.slow
 def test_check_gates_a_release(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()
@@ -162,6 +163,7 @@ def test_weights_commands(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "centerface: ok" in r.stdout
 
 
+@pytest.mark.slow
 def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     src = tmp_path / "in"
     src.mkdir()

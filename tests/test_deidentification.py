@@ -32,6 +32,7 @@ def test_identity_model_recognises_the_same_face(embedder, astronaut):
 
 @pytest.mark.parametrize("scale", [0.3, 1.0, 2.5])  # face about 30, 100 and 250 px wide
 @pytest.mark.parametrize("operator", anonlens.list_operators())
+@pytest.mark.slow
 def test_default_output_is_not_matched_to_the_original(embedder, astronaut, operator, scale):
     image = astronaut if scale == 1.0 else cv2.resize(astronaut, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     big = image if scale >= 1 else cv2.resize(image, (512, 512), interpolation=cv2.INTER_CUBIC)

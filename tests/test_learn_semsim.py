@@ -78,6 +78,7 @@ def test_folder_layout_and_triplets(tmp_path):
         load_semsim_folders(tmp_path / "d")
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_scores_follow_people(tmp_path):
     root = make_semsim_data(tmp_path / "d")
     weights, hist = train_semsim(root, tmp_path / "m", SemSimTrainOptions(epochs=8, width=16, lr=0.05))

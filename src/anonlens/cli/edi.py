@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..errors import AnonlensError
 from .learn import epoch_progress
-from .main import _fail, _parse_options, app, err_console, out_console
+from .main import _fail, _require, _parse_options, app, err_console, out_console
 
 
 @app.command("train-identity")
@@ -34,6 +34,7 @@ def train_identity_cmd(
 ) -> None:
     """Train the identity classifier EDI-Anon's white-box attacker uses (`anonymize --method edi
     --oracle-model PATH`); on attribute folders it is the attribute classifier of `tradeoff`."""
+    _require("learn", "anonlens train-identity")
     from ..edi.classifier import IdentityTrainOptions, train_identity
     from ..learn.train import choose_device
 
@@ -74,6 +75,7 @@ def tradeoff_cmd(
 ) -> None:
     """Measure the privacy-utility trade-off: EDI vs the uniform operator at increasing strengths
     (re-identification rate against SSIM inside the face), as PNG, HTML, CSV and JSON."""
+    _require("learn", "anonlens tradeoff")
     from ..edi.classifier import attribute_predictor
     from ..edi.oracles import create_oracle
     from ..edi.tradeoff import tradeoff, write_tradeoff

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AnonlensError
-from .main import _fail, app, out_console
+from .main import _fail, _require, app, out_console
 
 
 # the same default as anonlens.learn.semsim.ORIGINAL_PATTERN (not imported here: it would load torch)
@@ -40,6 +40,7 @@ def splits_cmd(
     """Write the PerceptAnon reference splits, dataset_splits/<HA>/<split>/{train,val,test}.csv:
     the same rows as the reference for the same CSV and seed. Image paths are checked first (inside
     DATA_DIR, present); every problem is listed before anything is written."""
+    _require("learn", "anonlens splits")
     from ..learn.annotations import check_images, load_annotations
     from ..learn.splits import write_splits
 
@@ -99,6 +100,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a PerceptAnon metric (HA1 CNN or HA2 Siamese) with the reference's defaults."""
+    _require("learn", "anonlens train")
     from ..learn.annotations import load_annotations
     from ..learn.train import TrainOptions, choose_device, train
 
@@ -130,6 +132,7 @@ def evaluate_cmd(
 ) -> None:
     """Spearman / Kendall / Pearson of a trained metric against the human mean score (and, as the
     paper reports them, against the transformed labels)."""
+    _require("learn", "anonlens evaluate")
     from ..learn.annotations import load_annotations
     from ..learn.checkpoint import load_checkpoint
     from ..learn.train import choose_device, evaluate
@@ -159,6 +162,7 @@ def explain_cmd(
     """Grad-CAM heat map of a trained HA1/HA2 metric over the anonymized image."""
     import numpy as np
 
+    _require("learn", "anonlens explain")
     from ..io import encode_image, read_image, write_atomic
     from ..learn.checkpoint import load_checkpoint
     from ..learn.explain import gradcam, overlay
@@ -200,6 +204,7 @@ def semsim_train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train SemSim (CIFAR-style ResNet-18, triplet loss, 32x32 inputs) with the reference's hyperparameters."""
+    _require("learn", "anonlens semsim train")
     from ..learn.semsim import SemSimTrainOptions, train_semsim
     from ..learn.train import choose_device
 
@@ -229,6 +234,7 @@ def semsim_evaluate_cmd(
 ) -> None:
     """Correlation of SemSim distances with human recognition: per attack configuration (set level,
     human = 1 - recognised/total, as the reference) and per image."""
+    _require("learn", "anonlens semsim evaluate")
     from ..io import read_image, write_atomic
     from ..learn.semsim import image_level_correlation, load_semsim, load_semsim_folders, semsim_distances, semsim_table, set_level_correlation
 
@@ -272,6 +278,7 @@ def benchmark_cmd(
 ) -> None:
     """The paper's table: Spearman rho and Kendall tau of PSNR, MSE, SSIM, LPIPS, FID, identity
     distance and each learned model against the human mean score, for every split (Markdown, CSV, plot)."""
+    _require("learn", "anonlens benchmark")
     from ..assess.benchmark import BenchmarkOptions, run_benchmark
     from .assess import _metric_options, _parse_size
 
@@ -300,6 +307,7 @@ def import_checkpoint_cmd(
     input_size: int = typer.Option(224),
 ) -> None:
     """Convert a reference PerceptAnon checkpoint into anonlens' safe format (once; pickles are never loaded afterwards)."""
+    _require("learn", "anonlens import-checkpoint")
     from ..learn.checkpoint import import_reference_checkpoint
     from ..learn.labels import num_outputs
     from ..learn.models import ModelConfig

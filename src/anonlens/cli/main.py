@@ -24,13 +24,25 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a printed line (a file name, a verdict, an error) is never broken at the terminal's
+# width, so scripts can grep it whatever the path length; tables still fit the terminal.
+out_console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+def _require(extra: str, feature: str) -> None:
+    """Stop with one line naming the extra to install (exit 2) before any file is touched."""
+    from ..extras import MissingExtraError, require_extra
+
+    try:
+        require_extra(extra, feature)
+    except MissingExtraError as exc:
+        _fail(str(exc))
 
 
 def _parse_options(pairs: List[str] | None, what: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ DETECTORS.add("centerface", CenterFace, label="face", weights="centerface", offl
 DETECTORS.add("dlib-hog", DlibHOG, label="face", weights=None, offline=True)
 DETECTORS.add("hog-person", HOGPerson, label="person", weights=None, offline=True)
 DETECTORS.add("boxes", Boxes, label="region", weights=None, offline=True)
-DETECTORS.add("maskrcnn-person", MaskRCNNPerson, label="person", weights="maskrcnn-resnet50-fpn-coco", offline=False)
+DETECTORS.add("maskrcnn-person", MaskRCNNPerson, label="person", weights="maskrcnn-resnet50-fpn-coco", offline=False, extra="learn")
 
 
 def create_detector(name: str, **options: Any) -> Detector:

@@ -33,6 +33,11 @@ class Detector(ABC):
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
+    def runtime_info(self) -> dict[str, Any]:
+        """What ran the model (library and version, numeric precision), for manifests: detections
+        can differ slightly between runtimes and precisions. Empty for rule-based detectors."""
+        return {}
+
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"

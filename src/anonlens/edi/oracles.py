@@ -112,7 +112,7 @@ class DlibOracle(IdentityOracle):
         return out
 
 
-@ORACLES.register("classifier", summary="torch identity classifier from `anonlens train-identity` (white-box).")
+@ORACLES.register("classifier", summary="torch identity classifier from `anonlens train-identity` (white-box).", extra="learn")
 class ClassifierOracle(IdentityOracle):
     """A trained identity classifier; ``model`` is a checkpoint path or a loaded
     :class:`~anonlens.edi.classifier.IdentityClassifier`.

@@ -40,14 +40,14 @@ def _need_white_box(oracle, method: str) -> None:
         raise AnonlensError(f"saliency '{method}' needs a white-box oracle (a torch classifier); '{oracle.name}' is black-box: use occlusion or rise")
 
 
-@SALIENCY.register("gradient", summary="Input gradient of CE toward the runner-up class (white-box; the reference).")
+@SALIENCY.register("gradient", summary="Input gradient of CE toward the runner-up class (white-box; the reference).", extra="learn")
 def gradient(oracle, target, current, perturbed, candidates, *, rng=None) -> np.ndarray:
     _need_white_box(oracle, "gradient")
     grad, _ = oracle.input_gradient(target, current)
     return grad
 
 
-@SALIENCY.register("gradcam", summary="Grad-CAM of the true identity (white-box, captum).")
+@SALIENCY.register("gradcam", summary="Grad-CAM of the true identity (white-box, captum).", extra="learn")
 def gradcam(oracle, target, current, perturbed, candidates, *, rng=None) -> np.ndarray:
     _need_white_box(oracle, "gradcam")
     return oracle.gradcam(target, current)
@@ -60,7 +60,7 @@ def _crop_box(candidates: np.ndarray) -> tuple[int, int, int, int]:
     return box
 
 
-@SALIENCY.register("occlusion", summary="captum Occlusion against the oracle; baseline = the operator's output (black-box).")
+@SALIENCY.register("occlusion", summary="captum Occlusion against the oracle; baseline = the operator's output (black-box).", extra="learn")
 def occlusion(oracle, target, current, perturbed, candidates, *, rng=None, windows: int = 4, overlap: bool = False) -> np.ndarray:
     """``windows`` windows across the region's larger side (``windows**2`` oracle calls; twice
     as many per side, overlapping by half, with ``overlap``)."""
@@ -130,6 +130,7 @@ def check_saliency(method: str, options: dict[str, Any], oracle=None) -> None:
     black-box oracle (before any work starts)."""
     import inspect
 
+    SALIENCY.require(method)  # gradient, gradcam and occlusion need the 'learn' extra (torch, captum)
     if oracle is not None and method in WHITE_BOX_ONLY:
         _need_white_box(oracle, method)
     from ..errors import UnknownNameError

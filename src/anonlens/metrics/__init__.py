@@ -25,7 +25,7 @@ __all__ = ["column_directions", "Metric", "GroupMetric", "PairBatch", "METRICS",
 METRICS: Registry[Any] = Registry("metric")
 
 
-def _add(name, factory, *, level="pair", offline=True, defaults=None, summary=None):
+def _add(name, factory, *, level="pair", offline=True, defaults=None, summary=None, extra=None):
     cls = factory
     METRICS.add(
         name,
@@ -36,6 +36,7 @@ def _add(name, factory, *, level="pair", offline=True, defaults=None, summary=No
         full_reference=cls.full_reference,
         more_private=cls.more_private,
         offline=offline,
+        extra=extra,
     )
 
 
@@ -48,18 +49,18 @@ _add(
     defaults={"k1": 0.01**2, "k2": 0.03**2, "name": "ssim-perceptanon"},
     summary="SSIM with the PerceptAnon reference's squared constants K1=0.01**2, K2=0.03**2 (non-standard).",
 )
-_add("lpips", LPIPS, offline=False, summary="LPIPS, AlexNet backbone (needs torchvision's ImageNet weights).")
-_add("lpips-vgg", LPIPS, offline=False, defaults={"net": "vgg"}, summary="LPIPS, VGG16 backbone.")
-_add("lpips-squeeze", LPIPS, offline=False, defaults={"net": "squeeze"}, summary="LPIPS, SqueezeNet backbone.")
+_add("lpips", LPIPS, offline=False, summary="LPIPS, AlexNet backbone (needs torchvision's ImageNet weights).", extra="learn")
+_add("lpips-vgg", LPIPS, offline=False, defaults={"net": "vgg"}, summary="LPIPS, VGG16 backbone.", extra="learn")
+_add("lpips-squeeze", LPIPS, offline=False, defaults={"net": "squeeze"}, summary="LPIPS, SqueezeNet backbone.", extra="learn")
 _add("identity", IdentityRisk, summary="Face-identity distance (dlib 128-d); re-identified below 0.6.")
 _add("residual-face", ResidualFace, summary="Highest face-detector score left on the original's faces.")
 _add("utility-outside", UtilityOutside, summary="PSNR/SSIM outside the original's faces (utility kept).")
 _add("people-kept", PeopleKept, summary="Share of the original's people a person detector still finds (utility).")
 _add("face-score", FaceScore, summary="No-reference: highest face-detector score in the anonymized image.")
-_add("learned", LearnedScore, summary="A trained PerceptAnon HA1/HA2 checkpoint's score on the 1..10 scale (option checkpoint=).")
-_add("semsim", SemSimDistance, summary="A trained SemSim model's embedding distance original vs anonymized (option checkpoint=).")
-_add("fid", FID, level="group", offline=False, summary="Fréchet Inception distance per group (>= 2 images).")
-_add("kid", KID, level="group", offline=False, summary="Kernel Inception distance per group (>= subset_size images).")
+_add("learned", LearnedScore, summary="A trained PerceptAnon HA1/HA2 checkpoint's score on the 1..10 scale (option checkpoint=).", extra="learn")
+_add("semsim", SemSimDistance, summary="A trained SemSim model's embedding distance original vs anonymized (option checkpoint=).", extra="learn")
+_add("fid", FID, level="group", offline=False, summary="Fréchet Inception distance per group (>= 2 images).", extra="learn")
+_add("kid", KID, level="group", offline=False, summary="Kernel Inception distance per group (>= subset_size images).", extra="learn")
 
 #: what `anonlens score` computes when --metrics is not given (all offline)
 DEFAULT_METRICS = ("mse", "psnr", "ssim", "identity", "residual-face", "utility-outside")
