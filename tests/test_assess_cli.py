@@ -1,6 +1,7 @@
 """Pairs, scoring, correlation and the release gate, end to end on a small synthetic set."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -137,19 +138,37 @@ def test_correlate_cli(annotated, tmp_path):
 
 
 @pytest.mark.slow
-def test_check_gates_a_release(tmp_path, astronaut):
+def test_check_gates_a_release(tmp_path, astronaut, no_face_image):
+    """Every image gets a verdict; failing files are named in text and JSON; exit 1 until a
+    person reviews the nothing-found image; a weakly blurred real face fails."""
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.png").write_bytes(encode(astronaut))
+    (src / "empty.png").write_bytes(encode(no_face_image))
     r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "out"), "-q"])
-    assert r.exit_code == 0
-    r = runner.invoke(app, ["check", str(tmp_path / "out"), "--max-reid-rate", "0.0", "-q", "--json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["verdict"] == "pass"
-    # an "anonymization" that changed nothing fails the gate
-    (tmp_path / "same").mkdir()
-    (tmp_path / "same" / "a.png").write_bytes(encode(astronaut))
-    r = runner.invoke(app, ["check", str(tmp_path / "same"), "--original", str(src), "--max-reid-rate", "0.5", "-q"])
-    assert r.exit_code == 1 and "FAIL" in r.stdout
+    assert r.exit_code == 3  # nothing found in empty.png: review needed
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--json"])
+    result = json.loads(r.stdout)
+    assert r.exit_code == 1 and result["verdict"] == "fail" and result["faces"] >= 1
+    verdicts = {Path(i["anonymized"]).name: i["verdict"] for i in result["per_image"]}
+    assert verdicts == {"a.png": "passed", "empty.png": "nothing-found"}
+    assert result["failing"] == [str(tmp_path / "out" / "empty.png")]
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 1 and f"nothing-found {tmp_path / 'out' / 'empty.png'}:" in r.stdout and "FAIL" in r.stdout
+    (tmp_path / "reviewed.txt").write_text(f"# looked at it: a coffee cup\n{src / 'empty.png'}\n")
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--reviewed", str(tmp_path / "reviewed.txt")])
+    assert r.exit_code == 0 and "PASS" in r.stdout, r.stdout
+    # a weakly blurred real face (verification switched off) fails and is named
+    (tmp_path / "weak").mkdir()
+    (tmp_path / "weak" / "a.png").write_bytes(encode(cv2.GaussianBlur(astronaut, (0, 0), 1.5)))
+    r = runner.invoke(app, ["check", str(tmp_path / "weak"), "--original", str(src), "-q", "--json"])
+    result = json.loads(r.stdout)
+    assert r.exit_code == 1 and result["failing"] == [str(tmp_path / "weak" / "a.png")]
+    assert result["per_image"][0]["verdict"] == "re-identified" and result["counts"]["re-identified"] == 1
+    # an output that is gone cannot be evaluated, and never passes
+    (tmp_path / "out" / "a.png").unlink()
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--json", "--reviewed", str(tmp_path / "reviewed.txt")])
+    assert r.exit_code == 1 and json.loads(r.stdout)["counts"]["not-evaluated"] == 1
 
 
 def test_weights_commands(tmp_path, monkeypatch):
@@ -172,7 +191,7 @@ def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     (src / "c.png").write_bytes(encode(no_face_image))
     out = tmp_path / "out"
     r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "-q", "--assess", "--json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 3, r.output  # c.png: nothing found, review needed
     payload = json.loads(r.stdout)
     assert payload["assessment"]["faces_in_originals"] == 2 and payload["assessment"]["reid_rate@0.6"] == 0.0
     manifest = json.loads((out / "anonlens-manifest.json").read_text())
@@ -186,6 +205,10 @@ def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.png" in page
     assert "src='http" not in page and "<script" not in page  # self-contained, no scripts
     assert "<svg" in page and "contains thumbnails of the original" in page
+    # the release gate's verdict at the top, a badge per image, utility labelled as utility
+    assert "Release verdict: FAIL" in page and "<span class='badge nothing-found'>nothing-found</span>" in page
+    assert page.count("<span class='badge passed'>passed</span>") == 2
+    assert "ssim_outside (utility)" in page and "no face found in the output" in page
     r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path), "--no-originals"])
     page = html_path.read_text()
     assert page.count("data:image/jpeg;base64,") == 3 and "contains thumbnails of the original" not in page

@@ -90,10 +90,20 @@ def test_cli_end_to_end_good_and_bad_files(mixed_folder, tmp_path):
 
 
 def test_cli_table_summary_and_review_list(mixed_folder, tmp_path):
-    result = runner.invoke(app, ["anonymize", str(mixed_folder / "noface.png"), str(mixed_folder / "a.jpg"), "-o", str(tmp_path / "o"), "-q"])
-    assert result.exit_code == 0, result.output
-    assert "anonymized" in result.stdout and "review" in result.stdout and "noface.png" in result.stdout
+    """Nothing found is not success: with the default policy the image is named and the exit code
+    is 3 (review needed); a policy chosen explicitly is the user's decision (exit 0)."""
+    args = ["anonymize", str(mixed_folder / "noface.png"), str(mixed_folder / "a.jpg"), "-q"]
+    result = runner.invoke(app, args + ["-o", str(tmp_path / "o")])
+    assert result.exit_code == 3, result.output
+    assert "anonymized" in result.stdout and "review" in result.stdout and f"  {mixed_folder / 'noface.png'}" in result.stdout.splitlines()
     assert (tmp_path / "o" / "a.jpg").is_file()
+    manifest = json.loads((tmp_path / "o" / MANIFEST_NAME).read_text())
+    assert manifest["nothing_found"] == [str(mixed_folder / "noface.png")]
+    for policy in ("keep", "skip", "full"):
+        result = runner.invoke(app, args + ["-o", str(tmp_path / policy), "--on-empty", policy])
+        assert result.exit_code == 0, (policy, result.output)
+    failing = runner.invoke(app, args + [str(mixed_folder / "zero.jpg"), "-o", str(tmp_path / "f")])
+    assert failing.exit_code == 1  # a failure outranks review
 
 
 def test_refuses_to_write_into_an_input_folder(mixed_folder):

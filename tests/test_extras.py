@@ -8,15 +8,12 @@ import sys
 import textwrap
 
 import pytest
-from typer.testing import CliRunner
 
-from anonlens.cli.main import app
 from anonlens.extras import EXTRAS, MissingExtraError, missing_modules, require_extra
 
 from .conftest import encode
 from .test_io import jpeg_with_everything
 
-runner = CliRunner()
 
 # Runs anonlens commands in a fresh interpreter in which the 'learn' extra cannot be imported, as
 # after `pip install anonlens`; prints one JSON line per command: exit code, output, and whether
@@ -70,13 +67,14 @@ def test_core_commands_work_without_torch(tmp_path, astronaut, no_face_image):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jpg").write_bytes(jpeg_with_everything(astronaut))
     (tmp_path / "in" / "b.png").write_bytes(encode(no_face_image))
+    (tmp_path / "reviewed.txt").write_text("b.png\n")  # a person looked at the image without a face
     results = run_without_learn([
         ["demo", "-o", "demo", "-q"],
         ["anonymize", "in", "-o", "out", "-q", "--assess", "--on-empty", "full"],
         ["inspect", "out/a.jpg"],
         ["score", "-a", "out", "--original", "in", "-o", "scores", "-q",
          "--metrics", "mse,psnr,ssim,identity,residual-face,utility-outside,face-score,people-kept"],
-        ["check", "out", "--max-reid-rate", "0.01"],
+        ["check", "out", "--reviewed", "reviewed.txt"],
         ["report", "scores", "-o", "report.html"],
         ["metrics"],
         ["detectors"],

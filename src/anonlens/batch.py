@@ -186,20 +186,36 @@ class BatchReport:
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"input", "error"}
     nothing_found: list[str] = field(default_factory=list)  # inputs
     edi: list[dict[str, Any]] = field(default_factory=list)  # per EDI face: history, final state
+    #: verification outcomes over all regions: passed / strengthened / masked, and faces found in outputs
+    verification: dict[str, int] = field(default_factory=lambda: {"passed": 0, "strengthened": 0, "masked": 0, "found_by_verification": 0})
 
     def add(self, rec: dict[str, Any]) -> None:
         self.counts[rec["status"]] = self.counts.get(rec["status"], 0) + 1
         self.regions += len(rec.get("regions", []))
+        for region in rec.get("regions", []) + rec.get("full_frame", []):
+            v = region.get("verification")
+            if v is not None:
+                self.verification[v["action"]] = self.verification.get(v["action"], 0) + 1
+            self.verification["found_by_verification"] += region.get("found_by") == "verification"
+        cfg = rec.get("edi") or {}
+        # the dlib oracle stops at threshold + margin; a face that ends below it (on_fail=keep) is a warning
+        limit = cfg["threshold"] + cfg.get("margin", 0.0) if cfg.get("oracle") == "dlib" and "threshold" in cfg else None
         for region in rec.get("regions", []):
             e = region.get("edi")
             if e is not None:
+                within = limit is not None and e.get("identity_distance") is not None and e["identity_distance"] < limit
+                below = within and e["identity_distance"] < cfg["threshold"]
                 self.edi.append({"history": e["evidence_history"], "identified": e["identified"], "fallback": e["fallback"],
                                  "iterations": e["iterations"], "changed": e["changed_share_region"], "ssim_region": e.get("ssim_region"),
-                                 "attribute_kept": e.get("attribute_kept")})
+                                 "attribute_kept": e.get("attribute_kept"), "input": rec["input"], "box": region.get("box"),
+                                 "distance": e.get("identity_distance"), "within_margin": within, "below_threshold": below})
         if rec["status"] == "failed":
             self.failed.append({"input": rec["input"], "error": rec.get("error")})
         if rec.get("nothing_found"):
             self.nothing_found.append(rec["input"])
+
+    def verification_summary(self) -> dict[str, int]:
+        return dict(self.verification)
 
     def count(self, *statuses: str) -> int:
         return sum(self.counts.get(s, 0) for s in statuses)
@@ -230,6 +246,10 @@ class BatchReport:
             "mean_iterations": round(sum(e["iterations"] for e in self.edi) / n, 3),
             "mean_changed_share": round(sum(e["changed"] for e in self.edi) / n, 4),
             "mean_ssim_region": round(sum(ssims) / len(ssims), 4) if ssims else None,
+            "warnings": [{"input": e["input"], "box": e["box"], "distance": e["distance"],
+                          "why": "fell back to the operator over the whole face" if e["fallback"] else
+                          ("still re-identified (kept: on_fail=keep)" if e["below_threshold"] else "ended within the safety margin")}
+                         for e in self.edi if e["fallback"] or e["within_margin"]],
             **({"attribute_agreement": round(sum(kept) / len(kept), 4)}
                if (kept := [e["attribute_kept"] for e in self.edi if e["attribute_kept"] is not None]) else {}),
         }
@@ -243,6 +263,7 @@ class BatchReport:
             "regions": self.regions,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
+            "verification": self.verification_summary(),
             **({"edi": self.edi_summary()} if self.edi else {}),
         }
 

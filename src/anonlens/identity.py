@@ -62,6 +62,11 @@ class DlibFaceEmbedder:
             self._describe(image, shape), (rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1), pts, shape
         )
 
+    def detect(self, image: np.ndarray, *, min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Face boxes dlib's HOG detector finds, with its scores (at least ``min_score``)."""
+        rects, scores, _ = self._detector.run(as_rgb_uint8(image), self.upsample, float(min_score))
+        return [((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(sc)) for r, sc in zip(rects, scores)]
+
     def embed_all(self, image: np.ndarray) -> list[FaceEmbedding]:
         """Every face dlib finds in ``image``, largest first."""
         image = as_rgb_uint8(image)

@@ -24,16 +24,22 @@ from .regions import Region, Shape, region_mask, whole_image_region
 
 __all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "SCOPE_DEFAULTS"]
 
-Scope = Literal["face", "body", "image"]
+Scope = Literal["face", "body", "person", "image"]
 OnEmpty = Literal["keep", "skip", "full"]
 Method = Literal["uniform", "edi"]
 
-#: per scope: default detector, region shape and margin (fraction of the box added on each side)
+#: per scope: default detector, region shape and margin (fraction of the box added on each side).
+#: ``person`` is faces and bodies: the face detector always runs (with the face defaults for its
+#: regions), ``--detector`` and these defaults are the body detector's.
 SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "face": {"detector": "centerface", "shape": "ellipse", "margin": 0.25},
     "body": {"detector": "hog-person", "shape": "box", "margin": 0.05},
+    "person": {"detector": "hog-person", "shape": "box", "margin": 0.05},
     "image": {"detector": None, "shape": "box", "margin": 0.0},
 }
+#: scopes whose own detection is not a face search: their outputs also get a face search over
+#: the whole image (:mod:`anonlens.verify`), and every face found there is anonymized
+NO_FACE_SEARCH = ("body", "image")
 #: detectors whose regions are exact (the user's own): used as given unless shape/margin are set
 EXACT_DETECTORS = {"boxes": {"shape": "box", "margin": 0.0}}
 
@@ -60,6 +66,9 @@ class AnonymizeConfig:
     method: Method = "uniform"
     #: options of the method, see :class:`anonlens.edi.EDIConfig` (oracle, q, max_iters, saliency...)
     method_options: tuple[tuple[str, Any], ...] = ()
+    #: re-detect faces in every anonymized region and strengthen what still detects
+    #: (:mod:`anonlens.verify`); False only on the user's explicit request
+    verify: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ("uniform", "edi"):
@@ -170,6 +179,14 @@ class Anonymizer:
         else:
             self.detector = create_detector(name, **dict(self.config.detector_options))
         self.operator = operator or create_operator(self.config.operator, **_thaw(dict(self.config.operator_options)))
+        # person scope: the face detector always runs too; its regions get the face defaults
+        self.face_detector: Detector | None = create_detector("centerface") if self.config.scope == "person" else None
+        self.verifier = None
+        if self.config.verify and self.config.method != "edi":
+            from .verify import FaceVerifier
+
+            face_opts = dict(self.config.detector_options) if name == "centerface" else {}
+            self.verifier = FaceVerifier(detector_options=face_opts)
         self.edi = None
         self.oracle = None
         if self.config.method == "edi":
@@ -198,41 +215,110 @@ class Anonymizer:
             "margin": self.config.region_margin,
             "on_empty": self.config.on_empty,
             "method": self.config.method,
+            "verify": None if self.verifier is None else self.verifier.options(),
             **({"edi": {**json.loads(json.dumps(asdict(self.edi), default=_jsonable)), "oracle_options": _opts(self.oracle)}}
                if self.edi is not None else {}),
         }
 
     def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:
+        return [r for r, _ in self.detect_parts(image, source=source)]
+
+    def detect_parts(self, image: np.ndarray, *, source: str | None = None) -> list[tuple[Region, str]]:
+        """Regions with the part of the scope that found them: ``face`` (the face detector of the
+        person scope) or ``main`` (the scope's own detector)."""
         if self.detector is None:
-            return [whole_image_region(*image.shape[:2])]
-        return self.detector.detect(image, source=source)
+            return [(whole_image_region(*image.shape[:2]), "main")]
+        faces = [] if self.face_detector is None else [(r, "face") for r in self.face_detector.detect(image)]
+        return faces + [(r, "main") for r in self.detector.detect(image, source=source)]
+
+    def _geometry(self, region: Region, part: str) -> tuple[str, float]:
+        """Region shape and margin: the user's, else the face defaults for faces the person scope
+        or the verification found, else the scope's (or the exact detector's) defaults."""
+        cfg = self.config
+        if region.label == "image":
+            return "box", 0.0
+        if part in ("face", "verification"):
+            face = SCOPE_DEFAULTS["face"]
+            return cfg.shape or face["shape"], float(cfg.margin if cfg.margin is not None else face["margin"])
+        shape = cfg.region_shape
+        if shape != "mask" and region.mask is not None and cfg.shape is None:
+            shape = "mask"  # a region with its own mask is anonymized by it unless told otherwise
+        return shape, cfg.region_margin
 
     def apply(
-        self, image: np.ndarray, regions: list[Region], *, source: str | None = None
+        self, image: np.ndarray, regions: list[Region], *, source: str | None = None,
+        parts: list[str] | None = None, rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Perturb ``regions`` of ``image``; returns the new image and the parameters per region.
+        """Perturb ``regions`` of ``image`` (and verify each, see :mod:`anonlens.verify`); returns
+        the new image and the parameters per region.
 
-        ``source`` (the image's key) seeds random operators per image when they have a seed.
+        ``source`` (the image's key) seeds random operators per image when they have a seed;
+        ``parts`` says which part of the scope found each region (see :meth:`detect_parts`).
         """
         out = image
         params = []
-        rng = self.operator.rng_for(source) if self.operator.stochastic else None
-        for region in regions:
-            shape = self.config.region_shape
-            if region.label == "image":
-                shape = "box"
-            elif shape != "mask" and region.mask is not None and self.config.shape is None:
-                shape = "mask"  # a region with its own mask is anonymized by it unless told otherwise
-            mask = region_mask(region, image.shape, shape=shape, margin=self.config.region_margin)
+        if rng is None:
+            rng = self.operator.rng_for(source) if self.operator.stochastic else None
+        for region, part in zip(regions, parts or ["main"] * len(regions)):
+            shape, margin = self._geometry(region, part)
+            mask = region_mask(region, image.shape, shape=shape, margin=margin)
             entry: dict[str, Any] = {}
+            before = out
             if self.edi is not None:
                 out, p, entry["edi"] = self._apply_edi(image, out, mask, region, rng)
             else:
                 out, p = self.operator(out, mask, region, rng=rng)
+            if self.verifier is not None:
+                out, p, entry["verification"] = self._verify(before, out, mask, region, p, rng)
+            if part == "verification":
+                entry["found_by"] = "verification"
             params.append({**region.to_dict(), "shape": shape, "pixels": int(mask.sum()), "params": p, **entry})
         if out is image:
             out = image.copy()
         return out, params
+
+    def _verify(self, before, out, mask, region, params, rng):
+        """Re-detect a face over ``region`` of ``out``; strengthen the operator on the schedule,
+        then fall back to a solid mask, while it still detects (:mod:`anonlens.verify`)."""
+        from .operators import functional as OF
+        from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN
+
+        thr = self.verifier.threshold
+        score = self.verifier.residual(out, region.box)
+        attempts = [score]
+        action = "passed"
+        step = 0
+        while score >= thr and step < STRENGTHEN_STEPS:
+            step += 1
+            stronger = self.operator.stronger(params, step)
+            if stronger is None:
+                break
+            out = self.operator.apply_params(before, mask, stronger, rng=rng)
+            params, action = stronger, "strengthened"
+            score = self.verifier.residual(out, region.box)
+            attempts.append(score)
+        if score >= thr:
+            out = OF.fill(before, mask, color=(0, 0, 0))
+            params, action = {"fallback": "mask", "color": [0, 0, 0], "operator_params": params}, "masked"
+            score = self.verifier.residual(out, region.box)
+            attempts.append(score)
+        if score >= thr:  # the head's outline around the mask still looks like a face: mask wider
+            wide = region_mask(region, before.shape, shape="box", margin=WIDE_MASK_MARGIN)
+            out = OF.fill(before, mask | wide, color=(0, 0, 0))
+            params = {**params, "wide_box_margin": WIDE_MASK_MARGIN}
+            score = self.verifier.residual(out, region.box)
+            attempts.append(score)
+        return out, params, {"residual_score": score, "action": action, "scores": attempts}
+
+    def _face_search(self, out: np.ndarray, source: str | None, rng) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Scopes that do not search faces themselves: anonymize (and verify) every face the face
+        detector finds in the output."""
+        if self.verifier is None or (self.config.scope not in NO_FACE_SEARCH and self.config.detector_name != "boxes"):
+            return out, []
+        faces = self.verifier.faces(out)
+        if not faces:
+            return out, []
+        return self.apply(out, faces, source=source, parts=["verification"] * len(faces), rng=rng)
 
     def _apply_edi(self, original: np.ndarray, current: np.ndarray, mask: np.ndarray, region: Region, rng):
         """EDI inside one region: the oracle learns the person from ``original``; pixels change only
@@ -258,21 +344,30 @@ class Anonymizer:
 
     def __call__(self, image: np.ndarray, *, source: str | None = None) -> AnonymizationResult:
         image = as_rgb_uint8(image)
-        regions = self.detect(image, source=source)
+        found = self.detect_parts(image, source=source)
+        regions = [r for r, _ in found]
         record: dict[str, Any] = self.describe()
+        rng = self.operator.rng_for(source) if self.operator.stochastic else None
         if regions:
-            out, params = self.apply(image, regions, source=source)
-            record["regions"] = params
-            return AnonymizationResult(out, regions, "anonymized", record)
+            out, params = self.apply(image, regions, source=source, parts=[p for _, p in found], rng=rng)
+            out, extra = self._face_search(out, source, rng)
+            record["regions"] = params + extra
+            return AnonymizationResult(out, regions + [_region_of(e) for e in extra], "anonymized", record)
         record["regions"] = []
         policy = self.config.on_empty
         if policy == "keep":
             return AnonymizationResult(image.copy(), [], "kept", record)
         if policy == "skip":
             return AnonymizationResult(None, [], "skipped", record)
-        out, params = self.apply(image, [whole_image_region(*image.shape[:2])], source=source)
+        out, params = self.apply(image, [whole_image_region(*image.shape[:2])], source=source, rng=rng)
+        out, extra = self._face_search(out, source, rng)
         record["full_frame"] = params
-        return AnonymizationResult(out, [], "full-frame", record)
+        record["regions"] = extra
+        return AnonymizationResult(out, [_region_of(e) for e in extra], "full-frame", record)
+
+
+def _region_of(entry: dict[str, Any]) -> Region:
+    return Region(tuple(entry["box"]), float(entry.get("score", 1.0)), entry.get("label", "face"))
 
 
 def _opts(obj: Any) -> dict[str, Any]:
@@ -308,6 +403,7 @@ def anonymize(
     operator_options: Mapping[str, Any] | None = None,
     method: Method = "uniform",
     method_options: Mapping[str, Any] | None = None,
+    verify: bool = True,
 ) -> AnonymizationResult:
     """Anonymize the faces (``scope="face"``), people (``"body"``) or whole ``image``.
 
@@ -334,6 +430,7 @@ def anonymize(
         on_empty=on_empty,
         method=method,
         method_options=tuple(sorted((method_options or {}).items())),
+        verify=verify,
     )
     if isinstance(detector, Detector) or isinstance(operator, Operator):
         anon = Anonymizer(

@@ -8,9 +8,21 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-__all__ = ["Region", "Shape", "region_mask", "whole_image_region"]
+__all__ = ["Region", "Shape", "region_mask", "whole_image_region", "box_iou"]
 
 Shape = Literal["auto", "ellipse", "box", "mask"]
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (0 when both are empty).
+
+    >>> box_iou((0, 0, 10, 10), (5, 0, 15, 10))
+    0.3333333333333333
+    """
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True, eq=False)

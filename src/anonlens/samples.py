@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["sample_images", "write_samples"]
+__all__ = ["sample_images", "write_samples", "face_scene", "ASTRONAUT_FACE"]
+
+#: the astronaut's face in scikit-image's photo (dlib's box, x1, y1, x2, y2)
+ASTRONAUT_FACE = (175, 76, 266, 167)
 
 
 def sample_images() -> dict[str, np.ndarray]:
@@ -34,3 +37,36 @@ def write_samples(folder: str | Path) -> list[Path]:
         Image.fromarray(arr).save(path, quality=95)
         paths.append(path)
     return paths
+
+
+def face_scene(width: int, height: int, face: int, background: np.ndarray | None = None) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A real face at a chosen size: the astronaut's face (with hair and shoulders around it)
+    scaled to ``face`` px wide, centred on a ``width`` x ``height`` background (scikit-image's
+    coffee photo by default). The face may fill the frame, cropped by it as in a close-up.
+    Returns the ``(H, W, 3)`` image and the face's box clipped to the frame (for recall tests and
+    benchmarks of faces at every scale).
+
+    >>> img, box = face_scene(640, 480, 100)
+    >>> img.shape, [round(v) for v in box]
+    ((480, 640, 3), [269, 189, 369, 289])
+    """
+    import cv2
+    from skimage import data
+
+    ast = data.astronaut()
+    background = data.coffee() if background is None else background
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    w, h = x2 - x1, y2 - y1
+    X1, Y1 = max(0, int(x1 - 0.6 * w)), max(0, int(y1 - 0.6 * h))
+    X2, Y2 = min(512, int(x2 + 0.6 * w)), min(512, int(y2 + 0.6 * h))
+    crop = ast[Y1:Y2, X1:X2]
+    f = face / w
+    crop = cv2.resize(crop, (round(crop.shape[1] * f), round(crop.shape[0] * f)), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+    canvas = cv2.resize(background, (width, height)).copy()
+    fx, fy = ((x1 + x2) / 2 - X1) * f, ((y1 + y2) / 2 - Y1) * f
+    ox, oy = int(width / 2 - fx), int(height / 2 - fy)
+    sx, sy, dx, dy = max(0, -ox), max(0, -oy), max(0, ox), max(0, oy)
+    cw, ch = min(crop.shape[1] - sx, width - dx), min(crop.shape[0] - sy, height - dy)
+    canvas[dy : dy + ch, dx : dx + cw] = crop[sy : sy + ch, sx : sx + cw]
+    box = (ox + (x1 - X1) * f, oy + (y1 - Y1) * f, ox + (x2 - X1) * f, oy + (y2 - Y1) * f)
+    return canvas, (max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3]))

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import AnonlensError
 from ..io import SUPPORTED_SUFFIXES, discover_inputs
 
-__all__ = ["Pair", "pairs_from_dirs", "pairs_from_csv", "pairs_from_manifest", "safe_join", "COLUMN_ALIASES"]
+__all__ = ["Pair", "pairs_from_dirs", "pairs_from_csv", "pairs_from_manifest", "read_manifest_records", "safe_join", "COLUMN_ALIASES"]
 
 #: accepted spellings of the PerceptAnon annotation columns (REFERENCE.md)
 COLUMN_ALIASES = {
@@ -120,9 +120,8 @@ def pairs_from_csv(csv_path: str | os.PathLike, *, root: str | os.PathLike | Non
     return pairs
 
 
-def pairs_from_manifest(manifest_path: str | os.PathLike) -> list[Pair]:
-    """(input, output) pairs of an `anonlens anonymize` run, from its manifest. Images without an
-    output (failed, skipped) are left out; an output that is gone is a pair error."""
+def read_manifest_records(manifest_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-image records of an `anonlens anonymize` manifest (a file, or the folder holding it)."""
     import json
 
     manifest_path = Path(manifest_path)
@@ -131,11 +130,16 @@ def pairs_from_manifest(manifest_path: str | os.PathLike) -> list[Pair]:
     if not manifest_path.is_file():
         raise AnonlensError(f"no anonlens manifest at {manifest_path}; run `anonlens anonymize` first or pass --original")
     try:
-        records = json.loads(manifest_path.read_text(encoding="utf-8"))["images"]
-    except (json.JSONDecodeError, KeyError) as exc:
+        return json.loads(manifest_path.read_text(encoding="utf-8"))["images"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
         raise AnonlensError(f"{manifest_path}: not an anonlens manifest ({exc})") from None
+
+
+def pairs_from_manifest(manifest_path: str | os.PathLike) -> list[Pair]:
+    """(input, output) pairs of an `anonlens anonymize` run, from its manifest. Images without an
+    output (failed, skipped) are left out; an output that is gone is a pair error."""
     pairs = []
-    for r in records:
+    for r in read_manifest_records(manifest_path):
         if not r.get("output"):
             continue
         pair = Pair(r.get("key") or Path(r["input"]).name, Path(r["output"]), Path(r["input"]))

@@ -19,18 +19,26 @@ import numpy as np
 
 from ..errors import AnonlensError
 from ..io import atomic_writer, read_image
-from ..metrics import column_directions
+from ..metrics import column_directions, utility_columns
 
 __all__ = ["write_report", "risk_order", "svg_histogram", "svg_scatter"]
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1200px}
+body{font-family:system-ui,sans-serif;margin:1rem auto;padding:0 1rem;color:#222;max-width:1200px}
 h1{font-size:1.5rem} h2{font-size:1.2rem;margin-top:2rem}
 .warn{background:#fff3cd;border:1px solid #e0c36c;padding:.6rem 1rem;border-radius:4px}
-table{border-collapse:collapse;font-size:.85rem} td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:right;vertical-align:top}
-th{background:#f4f4f4} td.l,th.l{text-align:left} .risk{background:#fde2e2}
-img{display:block;max-width:256px;height:auto;border:1px solid #ccc}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.8rem} td,th{border-bottom:1px solid #ddd;padding:.25rem .4rem;text-align:right;vertical-align:top}
+th{background:#f4f4f4;word-break:break-word;max-width:7rem;font-weight:600} td.l,th.l{text-align:left} .risk{background:#fde2e2}
+th.u{background:#e8f1fb}
+td.key{max-width:14rem;word-break:break-all}
+img{display:block;max-width:180px;height:auto;border:1px solid #ccc}
 .plots{display:flex;flex-wrap:wrap;gap:1.5rem} figure{margin:0} figcaption{font-size:.8rem;color:#555}
+.verdict{font-size:1.3rem;padding:.6rem 1rem;border-radius:4px;font-weight:700}
+.pass{background:#d4edda;color:#155724} .fail{background:#f8d7da;color:#721c24}
+.badge{display:inline-block;padding:.05rem .4rem;border-radius:3px;font-size:.75rem;font-weight:700;color:#fff;background:#b00020;white-space:nowrap}
+.badge.passed{background:#2e7d32} .badge.nothing-found,.badge.not-evaluated{background:#b26a00}
+.note{color:#666;font-style:italic}
 """
 
 
@@ -133,6 +141,14 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _cell(row, col: str) -> str:
+    """A table cell; an empty identity distance says why (no face found in the output)."""
+    v = row[col]
+    if col == "identity_distance" and isinstance(v, float) and math.isnan(v) and str(row.get("orig_face_found", "")).lower() == "true":
+        return "<span class='note'>no face found in the output</span>"
+    return _fmt(v)
+
+
 def write_report(
     score_dir: str | Path,
     output: str | Path,
@@ -145,13 +161,16 @@ def write_report(
     explain: "Callable | None" = None,
     explain_title: str = "Grad-CAM",
     sections: Sequence[str] = (),
+    gate: dict[str, Any] | None = None,
 ) -> Path:
     """Write the HTML report of the `anonlens score` output in ``score_dir`` to ``output``.
 
     ``regions`` maps an anonymized path to the boxes to draw on it (from an anonymize manifest);
     without it, no boxes are drawn. ``explain(anonymized_rgb, original_rgb_or_None) -> overlay
     RGB`` adds a column of explanation overlays (e.g. Grad-CAM of a learned metric). ``sections``
-    are trusted HTML fragments added before the images (e.g. the EDI trade-off).
+    are trusted HTML fragments added before the images (e.g. the EDI trade-off). ``gate`` is the
+    release gate's result (:meth:`anonlens.assess.gate.GateResult.to_dict`, what ``anonlens check
+    --json`` prints): its verdict heads the report and every image gets its badge.
     """
     import pandas as pd
 
@@ -167,8 +186,22 @@ def write_report(
     metric_cols = [c for c in df.columns if c in directions and c != "reidentified"]
     if human is None and "score_mean" in df.columns:
         human = "score_mean"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>anonlens report</title><style>{_CSS}</style></head><body>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>anonlens report</title><style>{_CSS}</style></head><body>",
              "<h1>anonlens assessment report</h1>"]
+    per_image: dict[str, dict[str, Any]] = {}
+    if gate is not None:
+        per_image = {str(i.get("anonymized")): i for i in gate.get("per_image", [])}
+        counts = ", ".join(f"{html.escape(k)}: {v}" for k, v in gate.get("counts", {}).items() if v)
+        verdict = str(gate.get("verdict", "fail"))
+        parts.append(f"<p class='verdict {'pass' if verdict == 'pass' else 'fail'}'>Release verdict: {html.escape(verdict.upper())}"
+                     f" &mdash; {len(gate.get('failing', []))} of {gate.get('images', 0)} image(s) fail ({counts})</p>")
+        failing = [i for i in gate.get("per_image", []) if i.get("verdict") != "passed"]
+        if failing:
+            items = "".join(f"<li><span class='badge {html.escape(i['verdict'])}'>{html.escape(i['verdict'])}</span> "
+                            f"{html.escape(str(i.get('anonymized') or i.get('original') or i.get('key')))}: "
+                            f"{html.escape('; '.join(i.get('problems', [])))}</li>" for i in failing)
+            parts.append(f"<h2>Images that fail the release gate</h2><ul>{items}</ul>")
     if include_originals:
         parts.append("<p class='warn'><b>This report contains thumbnails of the original, un-anonymized images.</b> "
                      "Treat it as personal data; make it with --no-originals to share it.</p>")
@@ -200,11 +233,15 @@ def write_report(
         parts.append("<h2>Plots</h2><div class='plots'>" + "".join(plots) + "</div>")
     parts.extend(sections)
     order = risk_order(df)[:max_images]
-    show_cols = metric_cols + [c for c in ("reidentified", human) if c and c in df.columns and c not in metric_cols]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in show_cols)
+    utility = utility_columns()
+    privacy_cols = [c for c in metric_cols if c not in utility]
+    show_cols = privacy_cols + [c for c in ("reidentified", human) if c and c in df.columns and c not in metric_cols] \
+        + [c for c in metric_cols if c in utility]
+    head = "".join(f"<th class='u' title='utility: higher keeps more of the picture'>{html.escape(c)} (utility)</th>" if c in utility
+                   else f"<th>{html.escape(c)}</th>" for c in show_cols)
     images_head = (("<th class='l'>original</th>" if include_originals else "") + "<th class='l'>anonymized</th>"
                    + (f"<th class='l'>{html.escape(explain_title)}</th>" if explain else ""))
-    parts.append(f"<h2>Images, most at risk first ({len(order)} of {len(df)})</h2><table><tr>{images_head}<th class='l'>image</th>{head}</tr>")
+    parts.append(f"<h2>Images, most at risk first ({len(order)} of {len(df)})</h2><div class='scroll'><table><tr>{images_head}<th class='l'>image</th>{head}</tr>")
     for i in order:
         r = df.iloc[i]
         cells = []
@@ -224,12 +261,20 @@ def write_report(
                 cells.append(f"<td class='l'><img src='{_thumb(explain(anon_rgb, orig_rgb), thumb_size)}' alt='explanation'></td>")
         except AnonlensError as exc:
             cells = [f"<td class='l' colspan='{1 + include_originals + bool(explain)}'>{html.escape(str(exc))}</td>"]
-        risky = str(r.get("reidentified", "")).lower() == "true"
-        values = "".join(f"<td>{_fmt(r[c])}</td>" for c in show_cols)
+        item = per_image.get(anon_path)
+        risky = str(r.get("reidentified", "")).lower() == "true" or (item is not None and item.get("verdict") != "passed")
+        values = "".join(f"<td>{_cell(r, c)}</td>" for c in show_cols)
         error = f"<br><small>{html.escape(str(r['error']))}</small>" if isinstance(r.get("error"), str) and r.get("error") else ""
-        parts.append(f"<tr class='{'risk' if risky else ''}'>{''.join(cells)}<td class='l'>{html.escape(str(r['key']))}{error}</td>{values}</tr>")
-    parts.append("</table><p><small>Made by anonlens. Directions: " + html.escape(
-        ", ".join(f"{c}: {directions[c]} is more private" for c in metric_cols)) + ".</small></p></body></html>")
+        badge = ""
+        if item is not None:
+            badge = f"<br><span class='badge {html.escape(item['verdict'])}'>{html.escape(item['verdict'])}</span>"
+            if item.get("verdict") != "passed" and item.get("problems"):
+                badge += f"<br><small>{html.escape('; '.join(item['problems']))}</small>"
+        parts.append(f"<tr class='{'risk' if risky else ''}'>{''.join(cells)}<td class='l key'>{html.escape(str(r['key']))}{badge}{error}</td>{values}</tr>")
+    parts.append("</table></div><p><small>Made by anonlens. Privacy columns: " + html.escape(
+        ", ".join(f"{c}: {directions[c]} is more private" for c in privacy_cols)) + ". Utility columns ("
+        + html.escape(", ".join(c for c in metric_cols if c in utility) or "none") + "): higher keeps more of the picture."
+        " An empty identity distance means no face was found in the output.</small></p></body></html>")
     output = Path(output)
     with atomic_writer(output) as fh:
         fh.write("\n".join(parts).encode("utf-8"))

@@ -202,36 +202,51 @@ def correlate_cmd(
 @app.command("check")
 def check_cmd(
     anonymized: Path = typer.Argument(..., help="Output folder of `anonlens anonymize` (its manifest gives the originals), or any folder with --original."),
-    max_reid_rate: float = typer.Option(..., help="Fail (exit 1) when more than this share of faces is still re-identified."),
-    original: Optional[Path] = typer.Option(None, help="Folder of originals, when ANONYMIZED has no manifest."),
-    threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    original: Optional[Path] = typer.Option(None, help="Folder of originals, paired by relative path, when ANONYMIZED has no manifest."),
+    reviewed: Optional[Path] = typer.Option(None, help="Text file, one path per line: images a person has looked at and accepts (for nothing-found or not-evaluated images)."),
+    threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
+    residual_threshold: float = typer.Option(0.2, help="Face-detector score at or above which an anonymized face still counts as a face."),
+    json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (every image, its verdict and problems)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Gate a data release: exit 0 when the re-identification rate is at most --max-reid-rate, 1 when over."""
-    from ..assess import pairs_from_dirs, pairs_from_manifest
+    """Gate a data release: a verdict for every image, exit 0 only when every image passes.
+
+    Faces are counted in the originals by every face detector (multi-scale CenterFace and dlib).
+    Verdicts, worst first: not-evaluated, re-identified, residual-face (still detected as a face),
+    nothing-found (no face found and not reviewed), passed. Exit 1 when any image fails; every
+    failing file is named.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..assess import pairs_from_dirs
+    from ..assess.gate import manifest_pairs, read_reviewed, release_gate
 
     try:
-        pair_list = pairs_from_dirs(anonymized, original) if original is not None else pairs_from_manifest(anonymized)
-        result = run_score(pair_list, None, ("identity",), (), threshold=threshold, quiet=quiet)
+        accepted = read_reviewed(reviewed) if reviewed is not None else set()
+        if original is not None:
+            pair_list, missing = pairs_from_dirs(anonymized, original), []
+        else:
+            pair_list, missing = manifest_pairs(anonymized)
+        progress = Progress(TextColumn("[bold]checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=err_console, disable=quiet)
+        with progress:
+            task = progress.add_task("check", total=len(pair_list))
+            result = release_gate(pair_list, threshold=threshold, residual_threshold=residual_threshold, reviewed=accepted,
+                                  unevaluated=missing, progress=lambda n: progress.update(task, completed=n))
     except AnonlensError as exc:
         _fail(str(exc))
-    rate = result.summary.get(f"reid_rate@{threshold:g}")
-    verdict = "pass" if rate is not None and rate <= max_reid_rate and not result.errors else "fail"
-    if rate is None and not result.errors:
-        verdict = "pass"  # no face in any original: nothing to re-identify
-    payload = {"verdict": verdict, "reid_rate": rate, "max_reid_rate": max_reid_rate, "threshold": threshold,
-               "faces": result.summary.get("faces_in_originals"), "rank1": result.summary.get("rank1"), "errors": result.errors}
+    summary = result.summary()
     if json_out:
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        colour = "green" if verdict == "pass" else "red"
-        shown = "n/a (no faces in the originals)" if rate is None else f"{rate:.3f}"
-        out_console.print(f"[{colour}]{verdict.upper()}[/]: re-identification rate {shown} "
-                          f"(limit {max_reid_rate}, threshold {threshold}, {payload['faces']} faces)")
-        for e in result.errors[:20]:
-            out_console.print(f"  [red]{escape(e['error'])}[/]")
-    raise typer.Exit(0 if verdict == "pass" else 1)
+        for item in result.failing:
+            out_console.print(f"[red]{item.verdict}[/] {escape(item.anonymized or item.original or item.key)}: {escape('; '.join(item.problems))}")
+        counts = ", ".join(f"{v} {n}" for v, n in summary["counts"].items() if n)
+        rate = "n/a" if summary["reid_rate"] is None else f"{summary['reid_rate']:.3f}"
+        colour = "green" if result.verdict == "pass" else "red"
+        out_console.print(f"[{colour}]{result.verdict.upper()}[/]: {len(result.failing)} of {summary['images']} image(s) fail ({counts}); "
+                          f"{summary['faces']} face(s) in the originals, re-identification rate {rate} (threshold {threshold})")
+    raise typer.Exit(0 if result.verdict == "pass" else 1)
 
 
 @app.command("metrics")
@@ -314,6 +329,10 @@ def report_cmd(
     gradcam: Optional[Path] = typer.Option(None, "--gradcam", help="A trained HA1/HA2 metric: add its Grad-CAM overlay for every image shown."),
     gradcam_target: str = typer.Option("lower", help="lower: what still gives the person away; raise: what makes the image look anonymous."),
     tradeoff: Optional[Path] = typer.Option(None, "--tradeoff", help="Output folder of `anonlens tradeoff`: add its plot and SSIM-at-matched-risk table."),
+    gate: Optional[Path] = typer.Option(None, "--gate", help="The output of `anonlens check --json` to show, instead of running the release gate again."),
+    reviewed: Optional[Path] = typer.Option(None, help="As for `anonlens check`: images a person has accepted (one path per line)."),
+    no_gate: bool = typer.Option(False, "--no-gate", help="Do not run the release gate (no verdict at the top, no badges)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
     thumbnails with per-image scores, the images most at risk first. Opens offline."""
@@ -355,13 +374,40 @@ def report_cmd(
                 sections.append(section_html(doc, (folder / "tradeoff.png").read_bytes()))
             except (OSError, json.JSONDecodeError, KeyError) as exc:
                 _fail(f"{folder}: not a readable `anonlens tradeoff` output ({exc})")
+        gate_doc = None
+        if gate is not None:
+            try:
+                gate_doc = json.loads(gate.read_text(encoding="utf-8"))
+                gate_doc["per_image"]
+            except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+                _fail(f"{gate}: not the output of `anonlens check --json` ({exc})")
+        elif not no_gate:
+            gate_doc = _run_gate_for_report(scores, manifest, reviewed, quiet)
         path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions,
-                            explain=explain, explain_title=title, sections=sections)
+                            explain=explain, explain_title=title, sections=sections, gate=gate_doc)
     except AnonlensError as exc:
         _fail(str(exc))
     out_console.print(f"report: {escape(str(path))}")
     if not no_originals:
         err_console.print("[yellow]note: the report contains thumbnails of the original images; use --no-originals to share it[/]")
+
+
+def _run_gate_for_report(scores: Path, manifest: Optional[Path], reviewed: Optional[Path], quiet: bool):
+    """The release gate over the report's pairs (the manifest's, or the scores table's), or None
+    when the table has no originals to compare with."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ..assess.gate import manifest_pairs, pairs_from_scores, read_reviewed, release_gate
+
+    pairs, missing = manifest_pairs(manifest) if manifest is not None else (pairs_from_scores(scores), [])
+    if not pairs or any(p.original is None for p in pairs):
+        return None
+    accepted = read_reviewed(reviewed) if reviewed is not None else set()
+    progress = Progress(TextColumn("[bold]release gate"), BarColumn(), MofNCompleteColumn(), console=err_console, disable=quiet)
+    with progress:
+        task = progress.add_task("gate", total=len(pairs))
+        result = release_gate(pairs, reviewed=accepted, unevaluated=missing, progress=lambda n: progress.update(task, completed=n))
+    return result.to_dict()
 
 
 def assess_anonymize_run(report, quiet: bool, json_out: bool):

@@ -30,6 +30,10 @@ out_console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+#: exit code when, with the default --on-empty, some image had nothing found (1 = failed, 2 = usage)
+EXIT_REVIEW = 3
+
+
 def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
@@ -76,7 +80,7 @@ def _root(
 def anonymize_cmd(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively).", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder; mirrors the input tree. Never inside an input folder."),
-    scope: str = typer.Option("face", help="What to anonymize: face, body (whole people) or image (the whole frame)."),
+    scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame)."),
     detector: Optional[str] = typer.Option(None, help="Detector name (see `anonlens detectors`). Default: centerface for faces, hog-person for bodies."),
     threshold: Optional[float] = typer.Option(None, help="Detector score threshold (detector's default if omitted)."),
     boxes: Optional[Path] = typer.Option(None, help="Your own regions: JSON or CSV of boxes/polygons per image (uses the 'boxes' detector)."),
@@ -87,7 +91,8 @@ def anonymize_cmd(
     seed: Optional[int] = typer.Option(None, help="Seed for random operators (noise, dp-pix). Default: unpredictable noise."),
     shape: Optional[str] = typer.Option(None, help="Region shape: ellipse, box, mask or auto. Default: ellipse for faces, box for bodies."),
     margin: Optional[float] = typer.Option(None, help="Grow each region by this fraction of its size on every side. Default: 0.25 faces, 0.05 bodies."),
-    on_empty: str = typer.Option("keep", help="When nothing is found: keep (copy unchanged, flag for review), skip (write nothing), full (anonymize the whole image)."),
+    on_empty: Optional[str] = typer.Option(None, help="When nothing is found: keep (copy unchanged), skip (write nothing), full (anonymize the whole image). Default: keep, name every such image and end with exit code 3 (review needed); choosing a policy explicitly is respected (exit 0)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Do not re-detect faces in the anonymized regions (by default a region that still detects as a face is anonymized more strongly, then masked)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (never GPS, maker notes or thumbnails) and the colour profile. Default: strip everything."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip images whose output is done and whose input is unchanged."),
@@ -148,9 +153,10 @@ def anonymize_cmd(
             operator_options=op_opts,
             shape=shape,  # type: ignore[arg-type]
             margin=margin,
-            on_empty=on_empty,  # type: ignore[arg-type]
+            on_empty=on_empty or "keep",  # type: ignore[arg-type]
             method=method,  # type: ignore[arg-type]
             method_options=method_opts,
+            verify=not no_verify,
         )
         # Build the detector and operator once here, so that a wrong name or option, or missing
         # weights, is one clear error before any file is touched.
@@ -189,7 +195,11 @@ def anonymize_cmd(
         edi_ok = edi["final_reid_rate"] <= target_risk
         if not json_out:
             _print_edi(edi, target_risk)
-    raise typer.Exit(0 if report.ok and edi_ok and (assessment is None or not assessment.errors) else 1)
+    if not (report.ok and edi_ok and (assessment is None or not assessment.errors)):
+        raise typer.Exit(1)
+    if on_empty is None and report.nothing_found:
+        raise typer.Exit(EXIT_REVIEW)  # nothing found, default policy: a person must look first
+    raise typer.Exit(0)
 
 
 def _print_edi(edi: dict[str, Any], target: float) -> None:
@@ -207,8 +217,9 @@ def _print_edi(edi: dict[str, Any], target: float) -> None:
         f"{100 * edi['mean_changed_share']:.1f} %, mean SSIM inside the face {edi['mean_ssim_region']}"
         + (f", attribute kept for {100 * edi['attribute_agreement']:.1f} %" if "attribute_agreement" in edi else "")
     )
-    if edi["fallbacks"]:
-        out_console.print(f"[yellow]{edi['fallbacks']} face(s) were still recognised after the last iteration and got the operator over the whole face[/]")
+    for w in edi.get("warnings", []):
+        shown = "" if w["distance"] is None else f" (identity distance {w['distance']:.3f})"
+        out_console.print(f"[yellow]warning[/] {escape(w['input'])} face at {w['box']}: {w['why']}{shown}")
     out_console.print(f"[{style}]final re-identification rate {100 * final:.2f} % (target {100 * target:.2f} %)[/]")
 
 
@@ -275,10 +286,14 @@ def _print_summary(report, json_out: bool) -> None:
     out_console.print(table)
     if report.nothing_found:
         out_console.print(f"[yellow]Nothing was found in {len(report.nothing_found)} image(s); review them:[/]")
-        for path in report.nothing_found[:20]:
+        for path in report.nothing_found:
             out_console.print(f"  {escape(path)}")
-        if len(report.nothing_found) > 20:
-            out_console.print(f"  ... and {len(report.nothing_found) - 20} more (see the manifest)")
+    verified = report.verification_summary()
+    if verified["strengthened"] or verified["masked"] or verified["found_by_verification"]:
+        out_console.print(
+            f"[yellow]verification: {verified['strengthened']} region(s) still detected as a face and were anonymized more strongly, "
+            f"{verified['masked']} were masked, {verified['found_by_verification']} face(s) found in the output were anonymized[/]"
+        )
     if report.failed:
         out_console.print(f"[red]{len(report.failed)} image(s) failed; nothing was written for them:[/]")
         for r in report.failed[:20]:

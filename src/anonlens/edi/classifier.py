@@ -88,6 +88,16 @@ class IdentityClassifier(nn.Module):
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 RGB images -> normalised ``(N, 3, S, S)`` float tensor (resized only when needed)."""
+        return self.normalize(self.to_unit(images))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` tensor -> the model's normalised input."""
+        mean = torch.tensor(self.config.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def to_unit(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 RGB images -> ``(N, 3, S, S)`` float tensor in ``[0, 1]`` (resized only when needed)."""
         import cv2
 
         s = self.config.input_size
@@ -97,10 +107,7 @@ class IdentityClassifier(nn.Module):
                 interp = cv2.INTER_AREA if min(img.shape[:2]) > s else cv2.INTER_LINEAR
                 img = cv2.resize(img, (s, s), interpolation=interp)
             arrs.append(img)
-        x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
 
     def cam_layer(self) -> nn.Module:
         """The last convolutional stage (for Grad-CAM)."""

@@ -45,6 +45,11 @@ class EDIConfig:
 
     oracle: str = "dlib"
     threshold: float = 0.6  # dlib oracle: "same person" below this distance
+    #: dlib oracle: EDI stops only at a distance of threshold + margin (a face that stops just past
+    #: the threshold is still recognisable to people; 0 reproduces the reference)
+    margin: float = 0.1
+    #: classifier oracle: gradients w.r.t. the [0, 1] image (input, the reference) or the normalised tensor
+    gradient_space: Literal["input", "normalized"] = "input"
     model: str | None = None  # classifier oracle: checkpoint from `anonlens train-identity`
     device: str = "cpu"
     saliency: str = "auto"  # gradient (white-box oracles), occlusion (black-box)
@@ -67,16 +72,18 @@ class EDIConfig:
             raise AnonlensError(f"on_fail must be 'uniform' (fail closed: perturb the whole region) or 'keep'; got {self.on_fail!r}")
         if not 0 <= float(self.target_risk) <= 1:
             raise AnonlensError(f"target_risk must be a rate in [0, 1], got {self.target_risk}")
+        if not 0 <= float(self.margin) < 1:
+            raise AnonlensError(f"margin must be in [0, 1) (a dlib distance added to the threshold), got {self.margin}")
         if self.oracle == "classifier" and not self.model:
             raise AnonlensError("the classifier oracle needs --oracle-model (a checkpoint from `anonlens train-identity`)")
 
     def create_oracle(self) -> IdentityOracle:
         from .oracles import create_oracle
 
-        if self.oracle == "dlib":
-            return create_oracle("dlib", threshold=self.threshold)
+        if self.oracle == "dlib":  # stop only at threshold + margin
+            return create_oracle("dlib", threshold=float(self.threshold) + float(self.margin))
         if self.oracle == "classifier":
-            return create_oracle("classifier", model=self.model, device=self.device)
+            return create_oracle("classifier", model=self.model, device=self.device, gradient_space=self.gradient_space)
         return create_oracle(self.oracle)
 
     def saliency_for(self, oracle: IdentityOracle) -> tuple[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ from .identity import IdentityRisk
 from .learned import LearnedScore, SemSimDistance
 from .lpips import LPIPS
 
-__all__ = ["column_directions", "Metric", "GroupMetric", "PairBatch", "METRICS", "create_metric", "list_metrics", "DEFAULT_METRICS"]
+__all__ = ["column_directions", "utility_columns", "Metric", "GroupMetric", "PairBatch", "METRICS", "create_metric", "list_metrics", "DEFAULT_METRICS"]
 
 METRICS: Registry[Any] = Registry("metric")
 
@@ -74,6 +74,15 @@ def column_directions() -> dict[str, str]:
         if entry.tags.get("level") != "pair":
             continue
         out.update(getattr(entry.factory, "column_directions", None) or {entry.name: entry.factory.more_private})
+    return out
+
+
+def utility_columns() -> set[str]:
+    """Columns that measure utility kept (higher keeps more of the picture), not privacy."""
+    out: set[str] = set()
+    for entry in METRICS.entries():
+        if getattr(entry.factory, "utility", False):
+            out.update(getattr(entry.factory, "column_directions", None) or {entry.name: ""})
     return out
 
 

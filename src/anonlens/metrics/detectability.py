@@ -9,7 +9,7 @@ import numpy as np
 from ..regions import region_mask
 from . import functional as F
 from .base import Metric, PairBatch
-from .identity import box_iou
+from ..regions import box_iou
 
 __all__ = ["ResidualFace", "UtilityOutside"]
 
@@ -19,6 +19,13 @@ def _shared_face_detector():
     from ..detectors import create_detector
 
     return create_detector("centerface", threshold=0.2)
+
+
+@lru_cache(maxsize=1)
+def _shared_verifier():
+    from ..verify import FaceVerifier
+
+    return FaceVerifier()
 
 
 class _FaceRegions:
@@ -45,8 +52,12 @@ class _FaceRegions:
 class ResidualFace(Metric):
     """Highest face-detector score left where the original had a face (0: nothing detectable).
 
-    Lower: more private. Runs CenterFace (threshold 0.2) on the anonymized image and keeps the
-    detections overlapping a face of the original (IoU > 0.3).
+    Lower: more private. The same measurement as the anonymizer's verification and the release
+    gate (:meth:`anonlens.verify.FaceVerifier.residual`): CenterFace on a crop of the anonymized
+    image around each face of the original, at the face's own resolution. (A strongly downscaled
+    blurred face can still look like a face-shaped blob, which carries no identity.) With an
+    injected ``detector``: that detector on the whole anonymized image, detections overlapping a
+    face of the original (IoU > 0.3).
     """
 
     name = "residual_face_score"
@@ -56,12 +67,16 @@ class ResidualFace(Metric):
 
     def __init__(self, *, detector=None):
         self._faces = _FaceRegions(detector)
+        self._injected = detector
 
     def __call__(self, batch: PairBatch):
         values = []
         for faces, anon in zip(self._faces.original_faces(batch), batch.anonymized_images):
             if not faces:
                 values.append(None)
+                continue
+            if self._injected is None:
+                values.append(max(_shared_verifier().residual(anon, f.box) for f in faces))
                 continue
             scores = [d.score for d in self._faces.detector.detect(anon) if any(box_iou(d.box, f.box) > 0.3 for f in faces)]
             values.append(max(scores, default=0.0))
@@ -76,6 +91,7 @@ class UtilityOutside(Metric):
 
     name = "utility_outside"
     more_private = "lower"
+    utility = True
     value_range = (-1.0, 1.0)
     column_directions = {"psnr_outside": "lower", "ssim_outside": "lower"}
 
@@ -133,6 +149,7 @@ class PeopleKept(Metric):
 
     name = "people_kept"
     more_private = "lower"
+    utility = True
     value_range = (0.0, 1.0)
     column_directions = {"people_kept": "lower"}
 

@@ -18,16 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, identity_distance
+from ..regions import box_iou
 from .base import Metric, PairBatch
 
 __all__ = ["IdentityRisk", "box_iou"]
-
-
-def box_iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class IdentityRisk(Metric):

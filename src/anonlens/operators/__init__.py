@@ -33,6 +33,7 @@ def _relative(size: float, fraction: float, minimum: float = 1.0) -> float:
 @OPERATORS.register("blur", summary="Gaussian blur; sigma = strength x region size (default 0.2).")
 class Blur(Operator):
     name = "blur"
+    strengthen = {"sigma": 2.0}
 
     def __init__(self, *, strength: float = 0.2, sigma: float | None = None):
         self.strength = check_positive(strength, "strength")
@@ -49,6 +50,7 @@ class Blur(Operator):
 @OPERATORS.register("pixelate", summary="Mosaic of block means; `blocks` cells across the region (default 8).")
 class Pixelate(Operator):
     name = "pixelate"
+    strengthen = {"block": 2.0}
 
     def __init__(self, *, blocks: int = 8, block: int | None = None):
         self.blocks = int(check_positive(blocks, "blocks"))
@@ -88,6 +90,7 @@ class Noise(Operator):
 
     name = "noise"
     stochastic = True
+    strengthen = {"block": 2.0, "sigma": 1.5}
 
     def __init__(self, *, sigma: float = 0.25, blocks: int = 8, seed: int | None = None):
         self.sigma = check_positive(sigma, "sigma")
@@ -115,6 +118,12 @@ class DPPix(Operator):
 
     name = "dp-pix"
     stochastic = True
+    strengthen = {"block": 2.0}
+
+    def stronger(self, params, step):
+        out = super().stronger(params, step)
+        out["laplace_scale"] = round(F.dp_noise_scale(block=out["block"], m=out["m"], epsilon=out["epsilon"]), 4)
+        return out
 
     def __init__(
         self,

@@ -25,6 +25,9 @@ class Operator(ABC):
     name: ClassVar[str] = ""
     #: whether the output depends on random numbers (then ``seed`` is an option)
     stochastic: ClassVar[bool] = False
+    #: the strengthening schedule for verification: parameter -> factor per step (empty: none,
+    #: the region goes straight to a solid mask)
+    strengthen: ClassVar[dict[str, float]] = {}
 
     def options(self) -> dict[str, Any]:
         """The options this operator was created with (recorded in manifests)."""
@@ -50,6 +53,30 @@ class Operator(ABC):
         if self.stochastic:
             return self.apply(image, mask, rng=rng if rng is not None else self.rng_for(None), **params), params
         return self.apply(image, mask, **params), params
+
+    def stronger(self, params: dict[str, Any], step: int) -> dict[str, Any] | None:
+        """Parameters ``step`` steps stronger than ``params`` on :attr:`strengthen`'s schedule
+        (each named parameter times its factor per step), or None when there is none.
+
+        >>> from anonlens.operators import create_operator
+        >>> create_operator("blur").stronger({"sigma": 10.0}, 2)
+        {'sigma': 40.0}
+        >>> create_operator("inpaint").stronger({"method": "telea", "radius": 3.0}, 1) is None
+        True
+        """
+        if not self.strengthen:
+            return None
+        out = dict(params)
+        for key, factor in self.strengthen.items():
+            value = params[key] * factor ** int(step)
+            out[key] = int(np.ceil(value)) if isinstance(params[key], (int, np.integer)) else round(float(value), 3)
+        return out
+
+    def apply_params(self, image: np.ndarray, mask: np.ndarray, params: dict[str, Any], *, rng: np.random.Generator | None = None) -> np.ndarray:
+        """:meth:`apply` with recorded ``params`` (random operators draw from ``rng``)."""
+        if self.stochastic:
+            return self.apply(image, mask, rng=rng if rng is not None else self.rng_for(None), **params)
+        return self.apply(image, mask, **params)
 
     def rng_for(self, key: str | None) -> np.random.Generator:
         """The random generator for one image.
