@@ -5,7 +5,8 @@ The astronaut's real face (``anonlens.samples.face_scene``) is scaled from 12 px
 filling the frame and centred on canvases of 640x480, 1280x720, 2400x1600 and 4032x3024 (a
 12-megapixel phone photo). A face counts as found when a detection overlaps it with IoU > 0.3.
 deface is run as its CLI runs it (``deface.centerface.CenterFace``, one pass at full resolution,
-threshold 0.2); anonlens with its defaults (the multi-scale pass), as ``anonlens anonymize`` does.
+threshold 0.2, OpenCV backend, one detector per image size); anonlens with its defaults (the
+multi-scale pass), as ``anonlens anonymize`` does.
 
     pip install -e '.[bench]'
     python benchmarks/bench_face_sizes.py
@@ -32,10 +33,12 @@ def main() -> None:
     from anonlens.samples import face_scene
 
     ours = create_detector("centerface")
-    theirs = DefaceCenterFace(backend="opencv")
     found = {"anonlens": {}, "deface": {}}
     seconds = {"anonlens": 0.0, "deface": 0.0}
     for w, h in CANVASES:
+        # a new deface detector per image size: its OpenCV net keeps the shapes of its first
+        # input and returns garbage (thousands of boxes) for another size in the same process
+        theirs = DefaceCenterFace(backend="opencv")
         for size in SIZES:
             if size > w:
                 continue

