@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 
-import anonlens
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -190,10 +189,8 @@ def test_real_face_edi_beats_uniform_utility(astronaut):
 
 @pytest.mark.slow
 def test_edi_never_stops_below_the_margin_and_warns(tmp_path, astronaut):
-    """EDI with dlib stops only at tau + margin; a face kept below it (on_fail=keep) is named."""
-    res = anonlens.anonymize(astronaut, method="edi", operator="pixelate", method_options={"max_iters": 6, "margin": 0.15})
-    (edi,) = [r["edi"] for r in res.record["regions"]]
-    assert edi["fallback"] or edi["identity_distance"] >= 0.75
+    """A face kept below tau + margin (on_fail=keep) is named in a warning. (That EDI stops only at
+    tau + margin on a real face is asserted by test_edi_cli_on_a_real_face_and_option_errors.)"""
     from PIL import Image
 
     Image.fromarray(astronaut).save(tmp_path / "a.png")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -179,6 +180,12 @@ class _Checker:
         }
 
 
+@lru_cache(maxsize=2)
+def _checker(threshold: float, residual_threshold: float, dlib_min_score: float) -> _Checker:
+    """One set of models per process and settings (a report after a check loads nothing again)."""
+    return _Checker(threshold, residual_threshold, dlib_min_score)
+
+
 def release_gate(
     pairs: Sequence[Pair],
     *,
@@ -193,7 +200,7 @@ def release_gate(
     from ..io import read_image
 
     reviewed = set(reviewed)
-    checker = _Checker(float(threshold), float(residual_threshold), float(dlib_min_score))
+    checker = _checker(float(threshold), float(residual_threshold), float(dlib_min_score))
     items: list[ImageVerdict] = list(unevaluated)
     for n, pair in enumerate(pairs, 1):
         item = ImageVerdict(pair.key, str(pair.anonymized), None if pair.original is None else str(pair.original), "passed")

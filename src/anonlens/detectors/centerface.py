@@ -26,6 +26,8 @@ __all__ = ["CenterFace", "centerface_input_size", "decode_centerface", "pyramid_
 
 _OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 _STATIC_MODELS = 8  # compiled OpenVINO models kept per input size before switching to a dynamic one
+_SHARED_COMPILED: dict[tuple, object] = {}  # (model file, shape, settings) -> compiled model, per process
+_SHARED_LOCK = threading.Lock()
 
 #: larger side of the downscaled passes. At one scale CenterFace finds faces of about 20 to 600 px
 #: (measured on real faces: none above ~1000 px, and not even monotonic between 900 and 1200). A
@@ -270,7 +272,21 @@ class CenterFace(Detector):
 
     def _compile(self, shape, config):
         """Compile for ``shape``, taking (1, H, W, 3) uint8 pixels: the float conversion and the
-        NHWC -> NCHW transpose run inside the graph (exactly what blobFromImage computes)."""
+        NHWC -> NCHW transpose run inside the graph (exactly what blobFromImage computes).
+
+        Compiled models are shared by every CenterFace of the process with the same model file,
+        shape and settings (each detector keeps its own infer requests), so a new detector or
+        pipeline configuration costs no second compilation."""
+        key = (self._path, str(shape), tuple(sorted((k, str(v)) for k, v in config.items())))
+        with _SHARED_LOCK:
+            compiled = _SHARED_COMPILED.get(key)
+            if compiled is None:
+                compiled = _SHARED_COMPILED[key] = self._compile_new(shape, config)
+                while len(_SHARED_COMPILED) > 4 * _STATIC_MODELS:
+                    _SHARED_COMPILED.pop(next(iter(_SHARED_COMPILED)))
+            return compiled
+
+    def _compile_new(self, shape, config):
         import openvino as ov
         from openvino.preprocess import PrePostProcessor
 
