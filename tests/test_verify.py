@@ -92,7 +92,10 @@ def test_person_scope_always_covers_faces_and_body_scope_finds_them_in_the_outpu
     assert face["shape"] == "ellipse" and box_iou(face["box"], ASTRONAUT_FACE) > 0.5
     # body scope with a body detector that finds nothing: the face is still found and anonymized
     body = anonlens.Anonymizer(anonlens.AnonymizeConfig(scope="body"), detector=_Nothing())(astronaut)
-    assert body.action == "kept"  # nothing found: flagged for review, never "anonymized"
+    (found,) = body.record["regions"]  # the body detector found nothing; the face search did
+    assert body.action == "anonymized" and found["found_by"] == "verification" and box_iou(found["box"], ASTRONAUT_FACE) > 0.5
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    assert np.abs(body.image[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
     chair = anonlens.Anonymizer(anonlens.AnonymizeConfig(scope="body"), detector=_Corner())(astronaut)
     found = [r for r in chair.record["regions"] if r.get("found_by") == "verification"]
     assert len(found) == 1 and box_iou(found[0]["box"], ASTRONAUT_FACE) > 0.5

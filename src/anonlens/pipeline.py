@@ -353,6 +353,12 @@ class Anonymizer:
             out, extra = self._face_search(out, source, rng)
             record["regions"] = params + extra
             return AnonymizationResult(out, regions + [_region_of(e) for e in extra], "anonymized", record)
+        # the scope's detector found nothing: in scopes without a face search of their own, the
+        # verification's face search still runs, and any face it finds is anonymized
+        out, extra = self._face_search(image, source, rng)
+        if extra:
+            record["regions"] = extra
+            return AnonymizationResult(out, [_region_of(e) for e in extra], "anonymized", record)
         record["regions"] = []
         policy = self.config.on_empty
         if policy == "keep":
