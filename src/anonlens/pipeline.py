@@ -37,9 +37,6 @@ SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "person": {"detector": "hog-person", "shape": "box", "margin": 0.05},
     "image": {"detector": None, "shape": "box", "margin": 0.0},
 }
-#: scopes whose own detection is not a face search: their outputs also get a face search over
-#: the whole image (:mod:`anonlens.verify`), and every face found there is anonymized
-NO_FACE_SEARCH = ("body", "image")
 #: detectors whose regions are exact (the user's own): used as given unless shape/margin are set
 EXACT_DETECTORS = {"boxes": {"shape": "box", "margin": 0.0}}
 
@@ -310,10 +307,16 @@ class Anonymizer:
             attempts.append(score)
         return out, params, {"residual_score": score, "action": action, "scores": attempts}
 
+    @property
+    def searches_faces(self) -> bool:
+        """Whether a face detector runs on the input (face scope, person scope); otherwise (bodies,
+        the whole image, user boxes) the verification searches the output for faces."""
+        return self.face_detector is not None or (self.detector is not None and self.detector.label == "face")
+
     def _face_search(self, out: np.ndarray, source: str | None, rng) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """Scopes that do not search faces themselves: anonymize (and verify) every face the face
+        """When no face detector ran on the input: anonymize (and verify) every face the face
         detector finds in the output."""
-        if self.verifier is None or (self.config.scope not in NO_FACE_SEARCH and self.config.detector_name != "boxes"):
+        if self.verifier is None or self.searches_faces:
             return out, []
         faces = self.verifier.faces(out)
         if not faces:

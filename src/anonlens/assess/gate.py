@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD, identity_distance
 from ..regions import box_iou
-from .pairs import Pair, read_manifest_records
+from .pairs import Pair, split_manifest
 
 __all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "read_reviewed", "manifest_pairs", "pairs_from_scores"]
 
@@ -111,20 +111,13 @@ def _is_reviewed(item: ImageVerdict, reviewed: set[str]) -> bool:
 def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[ImageVerdict]]:
     """Pairs of an `anonlens anonymize` run, and a not-evaluated verdict for each image of the
     run that has no output (failed or skipped): a gate never passes an image it did not see."""
-    records = read_manifest_records(manifest_path)
-    pairs, missing = [], []
-    for r in records:
-        key = r.get("key") or Path(r["input"]).name
+    pairs, without = split_manifest(manifest_path)
+    missing = []
+    for r in without:
         if r.get("status") == "ignored":
             continue
-        if not r.get("output"):
-            why = f"no output was written ({r.get('status')}{': ' + r['error'] if r.get('error') else ''})"
-            missing.append(ImageVerdict(key, None, r.get("input"), "not-evaluated", [why]))
-            continue
-        pair = Pair(key, Path(r["output"]), Path(r["input"]))
-        if not pair.original.is_file() or not pair.anonymized.is_file():
-            pair.error = f"{r['input']}: original or output file is missing"
-        pairs.append(pair)
+        why = f"no output was written ({r.get('status')}{': ' + r['error'] if r.get('error') else ''})"
+        missing.append(ImageVerdict(r.get("key") or Path(r["input"]).name, None, r.get("input"), "not-evaluated", [why]))
     return pairs, missing
 
 
@@ -145,18 +138,16 @@ class _Checker:
     """The detectors and the identity model, loaded once."""
 
     def __init__(self, threshold: float, residual_threshold: float, dlib_min_score: float):
-        from ..detectors import create_detector
         from ..identity import DlibFaceEmbedder
         from ..verify import FaceVerifier
 
         self.threshold = threshold
         self.dlib_min_score = dlib_min_score
-        self.faces = create_detector("centerface")
         self.embedder = DlibFaceEmbedder(upsample=1)
         self.verifier = FaceVerifier(threshold=residual_threshold)
 
     def face_boxes(self, image) -> list[tuple[tuple[float, ...], str]]:
-        found = [(tuple(float(v) for v in r.box), "centerface") for r in self.faces.detect(image)]
+        found = [(tuple(float(v) for v in r.box), "centerface") for r in self.verifier.faces(image)]
         for box, _score in self.embedder.detect(image, min_score=self.dlib_min_score):
             if not any(box_iou(box, b) > 0.3 for b, _ in found):
                 found.append((tuple(float(v) for v in box), "dlib"))

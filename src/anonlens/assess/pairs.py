@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import AnonlensError
 from ..io import SUPPORTED_SUFFIXES, discover_inputs
 
-__all__ = ["Pair", "pairs_from_dirs", "pairs_from_csv", "pairs_from_manifest", "read_manifest_records", "safe_join", "COLUMN_ALIASES"]
+__all__ = ["Pair", "pairs_from_dirs", "pairs_from_csv", "pairs_from_manifest", "read_manifest_records", "split_manifest", "safe_join", "COLUMN_ALIASES"]
 
 #: accepted spellings of the PerceptAnon annotation columns (REFERENCE.md)
 COLUMN_ALIASES = {
@@ -135,15 +135,22 @@ def read_manifest_records(manifest_path: str | os.PathLike) -> list[dict[str, An
         raise AnonlensError(f"{manifest_path}: not an anonlens manifest ({exc})") from None
 
 
-def pairs_from_manifest(manifest_path: str | os.PathLike) -> list[Pair]:
-    """(input, output) pairs of an `anonlens anonymize` run, from its manifest. Images without an
-    output (failed, skipped) are left out; an output that is gone is a pair error."""
-    pairs = []
+def split_manifest(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[dict[str, Any]]]:
+    """The (input, output) pairs of an `anonlens anonymize` run, and the records of the images it
+    wrote no output for (failed, skipped, ignored). An output that is gone is a pair error."""
+    pairs, without = [], []
     for r in read_manifest_records(manifest_path):
         if not r.get("output"):
+            without.append(r)
             continue
         pair = Pair(r.get("key") or Path(r["input"]).name, Path(r["output"]), Path(r["input"]))
         if not pair.original.is_file() or not pair.anonymized.is_file():
             pair.error = f"{r['input']}: original or output file is missing"
         pairs.append(pair)
-    return pairs
+    return pairs, without
+
+
+def pairs_from_manifest(manifest_path: str | os.PathLike) -> list[Pair]:
+    """(input, output) pairs of an `anonlens anonymize` run, from its manifest. Images without an
+    output (failed, skipped) are left out; an output that is gone is a pair error."""
+    return split_manifest(manifest_path)[0]

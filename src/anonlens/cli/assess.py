@@ -216,23 +216,15 @@ def check_cmd(
     nothing-found (no face found and not reviewed), passed. Exit 1 when any image fails; every
     failing file is named.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from ..assess import pairs_from_dirs
-    from ..assess.gate import manifest_pairs, read_reviewed, release_gate
+    from ..assess.gate import manifest_pairs
 
     try:
-        accepted = read_reviewed(reviewed) if reviewed is not None else set()
         if original is not None:
             pair_list, missing = pairs_from_dirs(anonymized, original), []
         else:
             pair_list, missing = manifest_pairs(anonymized)
-        progress = Progress(TextColumn("[bold]checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=err_console, disable=quiet)
-        with progress:
-            task = progress.add_task("check", total=len(pair_list))
-            result = release_gate(pair_list, threshold=threshold, residual_threshold=residual_threshold, reviewed=accepted,
-                                  unevaluated=missing, progress=lambda n: progress.update(task, completed=n))
+        result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold)
     except AnonlensError as exc:
         _fail(str(exc))
     summary = result.summary()
@@ -395,19 +387,26 @@ def report_cmd(
 def _run_gate_for_report(scores: Path, manifest: Optional[Path], reviewed: Optional[Path], quiet: bool):
     """The release gate over the report's pairs (the manifest's, or the scores table's), or None
     when the table has no originals to compare with."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from ..assess.gate import manifest_pairs, pairs_from_scores, read_reviewed, release_gate
+    from ..assess.gate import manifest_pairs, pairs_from_scores
 
     pairs, missing = manifest_pairs(manifest) if manifest is not None else (pairs_from_scores(scores), [])
     if not pairs or any(p.original is None for p in pairs):
         return None
+    return _gate_with_progress(pairs, missing, reviewed, quiet).to_dict()
+
+
+def _gate_with_progress(pairs, missing, reviewed: Optional[Path], quiet: bool, **options):
+    """:func:`anonlens.assess.gate.release_gate` with a progress bar (``check`` and ``report``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from ..assess.gate import read_reviewed, release_gate
+
     accepted = read_reviewed(reviewed) if reviewed is not None else set()
-    progress = Progress(TextColumn("[bold]release gate"), BarColumn(), MofNCompleteColumn(), console=err_console, disable=quiet)
+    progress = Progress(TextColumn("[bold]release gate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err_console, disable=quiet)
     with progress:
         task = progress.add_task("gate", total=len(pairs))
-        result = release_gate(pairs, reviewed=accepted, unevaluated=missing, progress=lambda n: progress.update(task, completed=n))
-    return result.to_dict()
+        return release_gate(pairs, reviewed=accepted, unevaluated=missing, progress=lambda n: progress.update(task, completed=n), **options)
 
 
 def assess_anonymize_run(report, quiet: bool, json_out: bool):

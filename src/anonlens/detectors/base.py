@@ -9,7 +9,7 @@ import numpy as np
 
 from ..regions import Region
 
-__all__ = ["Detector", "nms"]
+__all__ = ["Detector", "nms", "ious"]
 
 
 class Detector(ABC):
@@ -52,18 +52,25 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     boxes = np.asarray(boxes, dtype=np.float64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     keep = []
     while order.size:
         i = order[0]
         keep.append(i)
         rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-        inter = w * h
-        union = areas[i] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou < threshold]
+        order = rest[ious(boxes[i], boxes[rest]) < threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one ``(x1, y1, x2, y2)`` box with each row of ``boxes`` (0 where the union is empty).
+
+    >>> ious(np.array([0, 0, 10, 10.]), np.array([[5, 0, 15, 10.], [20, 20, 30, 30.]])).round(3).tolist()
+    [0.333, 0.0]
+    """
+    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = w * h
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

