@@ -98,11 +98,11 @@ def main() -> None:
             rounds.append((min(t_cv, t_ort), t_one, t_cv, t_ort))
             print(f"round {k + 1}: deface opencv {t_cv:.1f} s, deface onnxrt {t_ort:.1f} s, anonlens {t_one:.1f} s, "
                   f"ratio to deface's faster {min(t_cv, t_ort) / t_one:.2f}x")
-        manifest = json.loads((work / "out1" / "anonlens-manifest.json").read_text())
+        manifest = json.loads((work / "out1.anonlens-audit" / "manifest.json").read_text())
         summary = manifest["summary"]
         runtime = manifest["images"][0].get("detector", {}).get("runtime", {})
         t_deface, t_one, t_cv, t_ort = (float(np.median([x[i] for x in rounds])) for i in range(4))
-        theirs, matched, ours = same_faces(images, work / "out1" / "anonlens-manifest.json")
+        theirs, matched, ours = same_faces(images, work / "out1.anonlens-audit" / "manifest.json")
         n = args.images
         rows = [
             ("deface 1.5 CLI, OpenCV DNN backend", n / t_cv, t_cv, rss_cv),

@@ -14,6 +14,7 @@ from anonlens.assess import calibrate_threshold, pairs_from_csv, rank1_rate, rei
 from anonlens.assess.correlate import CorrelationOptions, correlate
 from anonlens.cli.main import app
 from anonlens.errors import AnonlensError
+from anonlens.audit import default_audit_dir, find_manifest
 
 from .conftest import encode
 
@@ -194,11 +195,11 @@ def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     assert r.exit_code == 3, r.output  # c.png: nothing found, review needed
     payload = json.loads(r.stdout)
     assert payload["assessment"]["faces_in_originals"] == 2 and payload["assessment"]["reid_rate@0.6"] == 0.0
-    manifest = json.loads((out / "anonlens-manifest.json").read_text())
-    assert manifest["assessment"]["summary"]["scored"] == 3 and (out / "anonlens-assessment" / "scores.csv").is_file()
+    manifest = json.loads(find_manifest(out).read_text())
+    assert manifest["assessment"]["summary"]["scored"] == 3 and (default_audit_dir(out) / "assessment" / "scores.csv").is_file()
 
     html_path = tmp_path / "report.html"
-    r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path)])  # finds the manifest
+    r = runner.invoke(app, ["report", str(default_audit_dir(out) / "assessment"), "-o", str(html_path)])  # finds the manifest
     assert r.exit_code == 0, r.output
     page = html_path.read_text()
     assert page.count("data:image/jpeg;base64,") == 6  # original + anonymized for 3 images
@@ -209,7 +210,7 @@ def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     assert "Release verdict: FAIL" in page and "<span class='badge nothing-found'>nothing-found</span>" in page
     assert page.count("<span class='badge passed'>passed</span>") == 2
     assert "ssim_outside (utility)" in page and "no face found in the output" in page
-    r = runner.invoke(app, ["report", str(out / "anonlens-assessment"), "-o", str(html_path), "--no-originals"])
+    r = runner.invoke(app, ["report", str(default_audit_dir(out) / "assessment"), "-o", str(html_path), "--no-originals"])
     page = html_path.read_text()
     assert page.count("data:image/jpeg;base64,") == 3 and "contains thumbnails of the original" not in page
 

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from anonlens.batch import MANIFEST_NAME, STATE_DIR, BatchOptions, run_batch
+from anonlens.audit import AuditLayout, default_audit_dir
+from anonlens.batch import BatchOptions, run_batch
 from anonlens.cli.main import app
 from anonlens.io import metadata_segments
 from anonlens.pipeline import AnonymizeConfig
@@ -22,6 +23,10 @@ from .conftest import encode
 from .test_io import jpeg_with_everything
 
 runner = CliRunner()
+
+
+def manifest_of(out: Path) -> Path:
+    return default_audit_dir(out) / "manifest.json"
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -65,13 +70,14 @@ def test_cli_end_to_end_good_and_bad_files(mixed_folder, tmp_path):
     assert "truncated" in failed["truncated.jpg"] or "cannot decode" in failed["truncated.jpg"]
     # outputs mirror the input tree; failed images have no output; nothing partial is left
     produced = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert produced == sorted(["a.jpg", "sub/b.png", "noface.png", MANIFEST_NAME])
-    assert not (out / STATE_DIR).exists()
+    assert produced == sorted(["a.jpg", "sub/b.png", "noface.png"])  # only images: the records are beside it
+    layout = AuditLayout(default_audit_dir(out))
+    assert not layout.journal.exists() and not layout.current.exists() and not layout.tmp.exists()
     # outputs carry no metadata, inputs are untouched
     assert metadata_segments((out / "a.jpg").read_bytes()) == []
     assert tree_hashes(mixed_folder) == before
     # the manifest accounts for every image
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest = json.loads(manifest_of(out).read_text())
     assert manifest["anonlens_version"] and manifest["options"]["anonymize"]["detector"] == "centerface"
     by_name = {Path(r["input"]).name: r for r in manifest["images"]}
     a = by_name["a.jpg"]
@@ -97,7 +103,7 @@ def test_cli_table_summary_and_review_list(mixed_folder, tmp_path):
     assert result.exit_code == 3, result.output
     assert "anonymized" in result.stdout and "review" in result.stdout and f"  {mixed_folder / 'noface.png'}" in result.stdout.splitlines()
     assert (tmp_path / "o" / "a.jpg").is_file()
-    manifest = json.loads((tmp_path / "o" / MANIFEST_NAME).read_text())
+    manifest = json.loads(manifest_of(tmp_path / "o").read_text())
     assert manifest["nothing_found"] == [str(mixed_folder / "noface.png")]
     for policy in ("keep", "skip", "full"):
         result = runner.invoke(app, args + ["-o", str(tmp_path / policy), "--on-empty", policy])
@@ -127,7 +133,7 @@ def test_unknown_names_fail_before_any_file_is_touched(mixed_folder, tmp_path):
     assert result.exit_code == 2 and "Did you mean 'strength'" in result.output
 
 
-def test_existing_outputs_are_kept_unless_overwrite(tmp_path, astronaut):
+def test_existing_files_are_refused_unless_overwrite(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()
     (src / "a.png").write_bytes(encode(astronaut))
@@ -135,7 +141,7 @@ def test_existing_outputs_are_kept_unless_overwrite(tmp_path, astronaut):
     out.mkdir()
     (out / "a.png").write_bytes(b"precious")
     r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "--json", "-q"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["exists"] == 1
+    assert r.exit_code == 2 and "not empty" in r.output
     assert (out / "a.png").read_bytes() == b"precious"
     r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "--json", "-q", "--overwrite"])
     assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["anonymized"] == 1
@@ -183,14 +189,15 @@ def test_resume_after_an_interrupted_run(tmp_path, astronaut):
 
     with pytest.raises(KeyboardInterrupt):
         run_batch([src], out, BatchOptions(workers=1), progress=crash_after_two)
-    assert not (out / MANIFEST_NAME).exists() and (out / STATE_DIR / "journal.jsonl").is_file()
+    layout = AuditLayout(default_audit_dir(out))
+    assert not layout.manifest.exists() and layout.journal.is_file() and layout.current.is_file()
     first = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert len(first) == 2
     report = run_batch([src], out, BatchOptions(workers=1, resume=True))
     statuses = sorted(r["status"] for r in report.records)
     assert statuses == ["anonymized", "anonymized", "resumed", "resumed"]
     assert all((out / p).read_bytes() == b for p, b in first.items())  # done work is not redone
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest = json.loads(manifest_of(out).read_text())
     assert len(manifest["images"]) == 4 and all(r.get("output_sha256") for r in manifest["images"])
 
 
@@ -223,12 +230,13 @@ def test_kill_midway_leaves_no_partial_output_and_resume_finishes(tmp_path, astr
     assert 2 <= len(outputs) < 12, "the run was not interrupted midway"
     for p in outputs:  # every visible output is complete
         Image.open(p).load()
-    assert not [p for p in out.iterdir() if p.is_file() and p.name.endswith(".part")]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     done = subprocess.run(cmd + ["--resume", "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["summary"]
     assert summary["resumed"] >= 2 and summary["resumed"] + summary["anonymized"] == 12
-    assert len(list(out.glob("*.jpg"))) == 12 and not (out / STATE_DIR).exists()
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.jpg" for i in range(12)]
+    assert not AuditLayout(default_audit_dir(out)).current.exists()
 
 
 @pytest.mark.slow
@@ -246,7 +254,7 @@ def test_parallel_workers_give_the_same_outputs(tmp_path, astronaut):
 def test_demo_writes_samples_outputs_and_manifest(tmp_path):
     r = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), "-q"])
     assert r.exit_code == 0, r.output
-    manifest = json.loads((tmp_path / "demo" / "anonymized" / MANIFEST_NAME).read_text())
+    manifest = json.loads(manifest_of(tmp_path / "demo" / "anonymized").read_text())
     assert manifest["summary"]["anonymized"] == 3 and manifest["summary"]["regions"] >= 3
     assert "anonymized:" in r.stdout
 

@@ -99,11 +99,16 @@ def test_boxes_json_csv_polygons_and_masks(tmp_path):
     a = det.detect(img, source="sub/a.png")
     assert a[0].box == (5, 5, 20, 30) and a[0].label == "face" and a[0].score == 0.8
     assert a[1].mask is not None and a[1].mask[45, 50] and not a[1].mask[5, 5]
-    assert det.detect(img, source="b.png")[0].box == (0, 0, 5, 5)  # clipped to the image
-    assert len(det.detect(img, source="elsewhere/a.png")) == 2  # found by its unique file name
+    with pytest.raises(DetectionError, match=r"image 'b.png', region 0: coordinates .* lie outside the 64x64 image"):
+        det.detect(img, source="b.png")  # never clipped into something smaller than was meant
+    assert det.detect(img, source="elsewhere/a.png") == []  # keys are exact; bare names are resolved per run:
+    assert det.match_inputs(["sub/a.png", "x/b.png", "other.png"]) == {"sources": {"sub/a.png": "sub/a.png", "x/b.png": "b.png"},
+                                                                       "unmatched": [], "ambiguous": []}
+    assert det.match_inputs(["sub/a.png"])["unmatched"] == [f"{tmp_path / 'r.json'}: 'b.png'"]
+    assert "names 2 inputs" in det.match_inputs(["sub/a.png", "x/b.png", "y/b.png"])["ambiguous"][0]
     assert det.detect(img, source="other.png") == []
-    (tmp_path / "r.csv").write_text("image,x1,y1,x2,y2,score\nb.png,1,2,3,4,0.5\n")
-    assert create_detector("boxes", file=str(tmp_path / "r.csv")).detect(img, source="x/b.png")[0].box == (1, 2, 3, 4)
+    (tmp_path / "r.csv").write_text("image,x1,y1,x2,y2,score\nb.png,1,2,5,6,0.5\n")
+    assert create_detector("boxes", file=str(tmp_path / "r.csv")).detect(img, source="b.png")[0].box == (1, 2, 5, 6)
     masks = tmp_path / "masks" / "sub"
     masks.mkdir(parents=True)
     m = np.zeros((64, 64), np.uint8)

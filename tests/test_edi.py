@@ -23,6 +23,7 @@ from anonlens.edi.classifier import IdentityClassifier, IdentityConfig, load_ide
 from anonlens.edi.tradeoff import matched_risk, tradeoff, write_tradeoff
 from anonlens.errors import AnonlensError
 from anonlens.operators import functional as F
+from anonlens.audit import find_manifest
 
 from .conftest import ASTRONAUT_FACE
 
@@ -239,7 +240,7 @@ def test_train_identity_then_white_box_edi_cli(tmp_path):
     summary = json.loads(r.output)["summary"]
     assert summary["edi"]["faces"] == 2 and summary["edi"]["final_reid_rate"] == 0.0
     assert 0.0 <= summary["edi"]["attribute_agreement"] <= 1.0
-    manifest = json.loads((out / "anonlens-manifest.json").read_text())
+    manifest = json.loads(find_manifest(out).read_text())
     edi = manifest["images"][0]["regions"][0]["edi"]
     assert edi["saliency"] == "gradient" and "true_identity_probability" in edi
     assert edi["attribute_original"] == "person0" and edi["attribute_kept"] == (edi["attribute_anonymized"] == "person0")
@@ -269,7 +270,7 @@ def test_edi_cli_on_a_real_face_and_option_errors(tmp_path, astronaut):
                             "--operator", "pixelate", "--max-iters", "8", "-q"])
     assert r.exit_code == 0, r.output
     assert "re-identification rate" in r.output
-    rec = json.loads((out / "anonlens-manifest.json").read_text())["images"][0]
+    rec = json.loads(find_manifest(out).read_text())["images"][0]
     edi = rec["regions"][0]["edi"]
     assert edi["identity_distance"] >= 0.6 + 0.1 and not edi["identified"] and edi["ssim_region"] > 0.4  # tau + margin
     bad = runner.invoke(app, ["anonymize", str(tmp_path / "astronaut.png"), "-o", str(tmp_path / "o2"), "-e", "q=50"])

@@ -9,6 +9,7 @@ from anonlens import create_detector
 from anonlens.regions import box_iou
 from anonlens.samples import face_scene
 from anonlens.verify import STRENGTHEN_STEPS
+from anonlens.audit import find_manifest
 
 from .conftest import ASTRONAUT_FACE
 
@@ -78,7 +79,7 @@ def test_the_manifest_records_the_strengthening(tmp_path, astronaut):
     Image.fromarray(astronaut).save(tmp_path / "a.png")
     r = CliRunner().invoke(app, ["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-p", "strength=0.02", "-q"])
     assert r.exit_code == 0 and "anonymized more strongly" in r.stdout, r.output
-    manifest = json.loads((tmp_path / "o" / "anonlens-manifest.json").read_text())
+    manifest = json.loads(find_manifest(tmp_path / "o").read_text())
     (region,) = manifest["images"][0]["regions"]
     assert region["verification"]["action"] == "strengthened" and region["verification"]["residual_score"] < 0.2
     assert manifest["summary"]["verification"]["strengthened"] == 1

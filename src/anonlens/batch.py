@@ -3,17 +3,20 @@
 :func:`process_file` is a pure function of ``(FileTask, BatchOptions) -> record`` that never
 raises for a bad image: the error goes into the record. That makes it safe to map with any
 engine (the local process pool here, Ray later) without changes. :func:`run_batch` plans the
-outputs, refuses unsafe layouts, runs the tasks, journals every finished image (for ``resume``)
-and writes the manifest atomically at the end.
+outputs, refuses unsafe layouts, takes the output folder's lock, checks what earlier runs left
+there (see :mod:`anonlens.audit`), runs the tasks, journals every finished image (for
+``--resume``) and writes the run's manifest into the audit folder beside the output folder.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import datetime as _dt
 import json
 import multiprocessing
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -22,27 +25,33 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
 from ._version import __version__
+from .audit import AuditLayout, OutputLock, default_audit_dir, dumps_strict, load_prior, options_fingerprint, plan_start
+from .audit.runs import TMP_NAME, PriorRun, existing_files
 from .errors import AnonlensError, ImageReadError
 from .io import (
     DEFAULT_MAX_PIXELS,
+    FORMAT_BY_SUFFIX,
+    SUFFIX_BY_FORMAT,
     UNSUPPORTED_IMAGE_SUFFIXES,
-    discover_inputs,
     atomic_writer,
     decode_image,
+    discover_inputs,
     encode_image,
     is_within,
-    metadata_segments,
+    max_input_bytes,
+    metadata_problems,
+    read_regular_file,
     sha256_bytes,
+    sniff_format,
     write_atomic,
 )
 from .pipeline import AnonymizeConfig, cached_anonymizer
 
-__all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch", "BatchReport", "STATE_DIR", "MANIFEST_NAME"]
+__all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch", "BatchReport", "check_output_dir"]
 
-STATE_DIR = ".anonlens"  # inside the output folder: journal and temporary files
-MANIFEST_NAME = "anonlens-manifest.json"
-Status = Literal["anonymized", "kept", "full-frame", "skipped", "exists", "resumed", "ignored", "failed"]
-OK_STATUSES = {"anonymized", "kept", "full-frame", "skipped", "exists", "resumed", "ignored"}
+Status = Literal["anonymized", "kept", "full-frame", "skipped", "resumed", "ignored", "failed"]
+OK_STATUSES = {"anonymized", "kept", "full-frame", "skipped", "resumed", "ignored"}
+_DONE = ("anonymized", "kept", "full-frame", "resumed")
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,9 @@ class BatchOptions:
     workers: int = 0  # 0: automatic (see _effective_workers)
     threads_per_worker: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "config"}, "anonymize": self.config.to_dict()}
+
 
 @dataclass(frozen=True)
 class FileTask:
@@ -70,6 +82,9 @@ class FileTask:
     supported: bool = True
     explicit: bool = True
     note: str | None = None  # a planning problem (e.g. an output name collision): fail with it
+    skip: str | None = None  # why the file is not read at all (link policy, not a regular file)
+    renamed: str | None = None  # why the output's name differs from the input's
+    source: str | None = None  # the key detectors look the image up by (region files), when not ``key``
 
 
 def _record_base(task: FileTask) -> dict[str, Any]:
@@ -80,37 +95,52 @@ def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
     """Anonymize one file; return its manifest record. Never raises for a bad image.
 
     Fail closed: when reading, detection, the operator, encoding or the metadata check fails,
-    nothing is written and the record says why.
+    nothing is written and the record says why. The output is encoded in the format its name
+    says, whatever the input's name said; the format comes from the content.
     """
     rec = _record_base(task)
     started = time.perf_counter()
     try:
+        if task.skip:
+            rec["status"] = "ignored"
+            rec["reason"] = task.skip
+            return rec
         if task.note:
             raise AnonlensError(task.note)
         if not task.supported:
-            suffix = Path(task.src).suffix or "(none)"
+            suffix = Path(task.src).suffix or "no extension"
             if task.explicit or suffix.lower() in UNSUPPORTED_IMAGE_SUFFIXES:
                 raise ImageReadError(task.src, f"unsupported file type {suffix}; supported: jpg, png, bmp, tif, webp")
             rec["status"] = "ignored"
             rec["reason"] = f"not an image file type ({suffix})"
             return rec
-        data = Path(task.src).read_bytes()
+        data = read_regular_file(task.src, max_bytes=max_input_bytes(options.max_pixels))
         rec["input_sha256"] = sha256_bytes(data)
         loaded = decode_image(data, name=task.src, max_pixels=options.max_pixels, keep_metadata=options.keep_metadata)
         rec["size"] = [int(loaded.rgb.shape[1]), int(loaded.rgb.shape[0])]
-        if loaded.notes:
-            rec["notes"] = loaded.notes
+        out_format = FORMAT_BY_SUFFIX[Path(task.dst).suffix.lower()]
+        notes = list(loaded.notes)
+        if task.renamed:
+            notes.append(task.renamed)
+        elif loaded.format not in (out_format, "MPO" if out_format == "JPEG" else None):
+            notes.append(f"the content is {loaded.format}, the name says {out_format}: written as {out_format}, as its name says")
+        rec["format"] = {"input": loaded.format, "output": out_format}
+        if notes:
+            rec["notes"] = notes
         anonymizer = cached_anonymizer(options.config)
-        result = anonymizer(loaded.rgb, source=task.key)
+        if task.source is not None and task.source != task.key:
+            rec["region_key"] = task.source
+        result = anonymizer(loaded.rgb, source=task.source or task.key)
         rec.update(result.record)
         rec["status"] = result.action
         rec["nothing_found"] = result.empty
         if result.image is None:  # on_empty == "skip"
             return rec
-        encoded = encode_image(loaded, result.image, quality=options.jpeg_quality, keep_metadata=options.keep_metadata)
-        leftover = metadata_segments(encoded)
-        if leftover and not options.keep_metadata:
-            raise AnonlensError(f"refusing to write: the encoded output still carries metadata ({', '.join(leftover)})")
+        encoded = encode_image(loaded, result.image, format=out_format, quality=options.jpeg_quality, keep_metadata=options.keep_metadata)
+        leftover = metadata_problems(encoded, keep_metadata=options.keep_metadata)
+        if leftover:
+            allowed = " beyond the --keep-metadata allow-list" if options.keep_metadata else ""
+            raise AnonlensError(f"refusing to write: the encoded output still carries metadata{allowed} ({', '.join(leftover)})")
         write_atomic(task.dst, encoded, tmp_dir=task.tmp_dir)
         rec["output"] = task.dst
         rec["output_sha256"] = sha256_bytes(encoded)
@@ -131,46 +161,101 @@ def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
 # -- planning ----------------------------------------------------------------------------------
 
 
-def plan_tasks(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLike) -> list[FileTask]:
+def check_output_dir(output_dir: str | os.PathLike) -> Path:
+    """``output_dir`` if it can be the output folder; else a one-line :class:`AnonlensError`
+    (a file, a dangling link, a path through a file)."""
+    out = Path(output_dir)
+    if out.is_symlink() and not out.exists():
+        raise AnonlensError(f"output {out} is a dangling symbolic link (to {os.readlink(out)}); remove it or choose another -o")
+    if out.exists() and not out.is_dir():
+        raise AnonlensError(f"output {out} is a file, not a folder; -o names the folder the anonymized images go to")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AnonlensError(f"output {out} cannot be created: {parent} is a file")
+            break
+    return out
+
+
+def _check_layout(inputs: list[Path], out: Path, audit: Path) -> None:
+    """Refuse outputs and records that would mix with the inputs, or records in the release."""
+    if is_within(audit, out):
+        raise AnonlensError(f"the audit folder {audit} is inside the output folder {out}: the release folder must hold "
+                            "only anonymized images; choose an --audit folder outside it")
+    for p in inputs:
+        if not p.exists():
+            if p.is_symlink():
+                raise AnonlensError(f"input {p} is a dangling symbolic link (to {os.readlink(p)})")
+            raise AnonlensError(f"input not found: {p}")
+        if p.is_dir() and is_within(out, p):
+            raise AnonlensError(f"refusing to write into the input folder: output {out} is inside input {p}; choose another -o")
+        if is_within(p, out):
+            raise AnonlensError(f"refusing to write around an input: output folder {out} contains input {p}; "
+                                "choose an -o outside the inputs")
+        if p.is_dir() and is_within(audit, p):
+            raise AnonlensError(f"the audit folder {audit} is inside input {p}; choose another --audit")
+        if is_within(p, audit):
+            raise AnonlensError(f"the audit folder {audit} contains input {p}; choose another --audit")
+
+
+def _sniffed(path: Path) -> str | None:
+    try:
+        return sniff_format(read_regular_file(path, head=32))
+    except ImageReadError:
+        return None
+
+
+def plan_tasks(
+    inputs: Iterable[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    *,
+    tmp_dir: str | os.PathLike | None = None,
+    exclude: Iterable[str | os.PathLike] = (),
+) -> list[FileTask]:
     """Map every input file to its output path, mirroring the input tree.
 
     Files inside a folder input keep their path relative to that folder; files named directly go
-    to the top of ``output_dir``. Raises :class:`AnonlensError` when the output folder is inside an
-    input folder or an input is missing; an output path claimed twice becomes a failing task.
+    to the top of ``output_dir``. A file whose name has no image extension but whose content is a
+    supported image is anonymized too; its output gets the content's extension (and the record
+    says so). Raises :class:`AnonlensError` when the output folder is inside an input folder or
+    contains an input, or an input is missing; an output path claimed twice becomes a failing task.
     """
     out = Path(output_dir)
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise AnonlensError("no input given")
-    for p in inputs:
-        if not p.exists():
-            raise AnonlensError(f"input not found: {p}")
-        if p.is_dir() and is_within(out, p):
-            raise AnonlensError(
-                f"refusing to write into the input folder: output {out} is inside input {p}; choose another -o"
-            )
-    tmp_dir = str(out / STATE_DIR / "tmp")
+    tmp = str(tmp_dir if tmp_dir is not None else out / TMP_NAME)
     seen: dict[str, str] = {}
     tasks: list[FileTask] = []
     input_files = {str(p.resolve()) for p in inputs if p.is_file()}
-    for f in discover_inputs(inputs, exclude=[out]):
+    for f in discover_inputs(inputs, exclude=[out, *map(Path, exclude)]):
         dst = out / f.rel
-        note = None
+        supported, renamed, unreadable = f.supported, None, None
+        if f.skip is None and not supported and f.path.suffix.lower() not in UNSUPPORTED_IMAGE_SUFFIXES:
+            fmt = _sniffed(f.path)
+            if fmt in SUFFIX_BY_FORMAT:
+                dst = dst.with_name(dst.name + SUFFIX_BY_FORMAT[fmt])
+                supported = True
+                renamed = f"the name has no image extension but the content is {fmt}: written as {dst.name}"
+            elif fmt is not None:  # a photo anonlens cannot process must not pass unnoticed
+                supported, unreadable = True, f"the content is {fmt}, which anonlens cannot anonymize; convert it first"
+        note = unreadable
         resolved = str(dst.resolve())
-        if resolved in seen:
-            note = f"output {dst} would overwrite the output of {seen[resolved]}; rename one of the inputs"
-        elif resolved == str(f.path.resolve()) or resolved in input_files:
-            note = f"output {dst} is an input file; refusing to overwrite an input"
-        else:
-            seen[resolved] = str(f.path)
-        tasks.append(FileTask(str(f.path), str(dst), f.rel, tmp_dir, f.supported, f.explicit, note))
+        if f.skip is None and note is None:
+            if resolved in seen:
+                note = f"output {dst} would overwrite the output of {seen[resolved]}; rename one of the inputs"
+            elif resolved == str(f.path.resolve()) or resolved in input_files:
+                note = f"output {dst} is an input file; refusing to overwrite an input"
+            else:
+                seen[resolved] = str(f.path)
+        tasks.append(FileTask(str(f.path), str(dst), f.rel, tmp, supported, f.explicit, note, f.skip, renamed))
     return tasks
 
 
 # -- running -----------------------------------------------------------------------------------
 
 
-_STATUSES = ("anonymized", "kept", "full-frame", "skipped", "resumed", "exists", "ignored", "failed")
+_STATUSES = ("anonymized", "kept", "full-frame", "skipped", "resumed", "ignored", "failed")
 
 
 @dataclass
@@ -181,7 +266,16 @@ class BatchReport:
 
     manifest_path: Path
     seconds: float = 0.0
+    run_id: str = ""
+    mode: str = "new"
+    audit_dir: Path | None = None
+    output_dir: Path | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_STATUSES, 0))
+    ignored: list[dict[str, Any]] = field(default_factory=list)  # {"input", "reason"}: never read
+    replaced: list[dict[str, Any]] = field(default_factory=list)  # resume: outputs changed after their run, redone
+    unmatched_regions: list[str] = field(default_factory=list)  # region-file keys that match no input
+    removed: list[str] = field(default_factory=list)  # overwrite: the earlier run's outputs not rewritten, deleted
+    foreign: list[str] = field(default_factory=list)  # files in the output folder no run wrote
     regions: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"input", "error"}
     nothing_found: list[str] = field(default_factory=list)  # inputs
@@ -211,8 +305,19 @@ class BatchReport:
                                  "distance": e.get("identity_distance"), "within_margin": within, "below_threshold": below})
         if rec["status"] == "failed":
             self.failed.append({"input": rec["input"], "error": rec.get("error")})
+        if rec["status"] == "ignored":
+            self.ignored.append({"input": rec["input"], "reason": rec.get("reason")})
+        if rec.get("replaced"):
+            self.replaced.append({"input": rec["input"], "output": rec.get("output"), "why": rec["replaced"]})
         if rec.get("nothing_found"):
             self.nothing_found.append(rec["input"])
+
+    def lists(self) -> dict[str, list]:
+        """What a person must read: the images where nothing was found, failed, not read; outputs
+        redone or removed; region keys unused; files in the output folder no run wrote."""
+        return {"nothing_found": self.nothing_found, "failed": self.failed, "ignored": self.ignored,
+                "replaced_outputs": self.replaced, "unmatched_region_keys": self.unmatched_regions,
+                "removed_outputs": self.removed, "foreign_files": self.foreign}
 
     def verification_summary(self) -> dict[str, int]:
         return dict(self.verification)
@@ -222,7 +327,9 @@ class BatchReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        """No image failed, every region-file key matched an input, and the output folder holds
+        nothing this run cannot account for."""
+        return not (self.failed or self.unmatched_regions or self.foreign)
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -264,6 +371,10 @@ class BatchReport:
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
             "verification": self.verification_summary(),
+            "replaced_outputs": len(self.replaced),
+            "unmatched_region_keys": len(self.unmatched_regions),
+            "removed_outputs": len(self.removed),
+            "foreign_files": len(self.foreign),
             **({"edi": self.edi_summary()} if self.edi else {}),
         }
 
@@ -293,46 +404,55 @@ def _worker_init(threads: int | None) -> None:
     runtime.set_num_threads(threads)
 
 
-def _read_previous(out: Path) -> dict[str, dict[str, Any]]:
-    """Records of earlier runs into ``out`` (manifest, then the journal of an interrupted run)."""
-    previous: dict[str, dict[str, Any]] = {}
-    manifest = out / MANIFEST_NAME
-    if manifest.is_file():
-        try:
-            for r in json.loads(manifest.read_text(encoding="utf-8")).get("images", []):
-                previous[r["input"]] = r
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
-    journal = out / STATE_DIR / "journal.jsonl"
-    if journal.is_file():
-        for line in journal.read_text(encoding="utf-8").splitlines():
-            try:
-                r = json.loads(line)
-                previous[r["input"]] = r
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a crash
-    return previous
+def _precheck(task: FileTask, options: BatchOptions, prior: PriorRun | None) -> dict[str, Any] | None:
+    """With ``--resume``: the record of a task the recorded run finished, after checking that its
+    input is unchanged and its output is still the file that run wrote (else None: redo it; an
+    output changed since is marked ``replaced``, a pending note the new record carries)."""
+    if not options.resume or prior is None or task.skip or task.note or not task.supported:
+        return None
+    prev = prior.records.get(task.src)
+    if not prev or prev.get("status") not in _DONE or not prev.get("output") or not prev.get("output_sha256"):
+        return None
+    try:
+        current = sha256_bytes(read_regular_file(task.src, max_bytes=max_input_bytes(options.max_pixels)))
+    except ImageReadError:
+        return None
+    if current != prev.get("input_sha256"):
+        return None  # the input changed: anonymize it again
+    try:
+        written = sha256_bytes(read_regular_file(prev["output"]))
+    except ImageReadError:
+        return None  # the output is gone: make it again
+    if written != prev["output_sha256"]:
+        return {"_replace": f"the output {prev['output']} no longer matched the hash recorded by {prior.describe()} "
+                            "(changed after that run); anonymized again"}
+    kept = {k: v for k, v in prev.items() if k not in ("replaced", "resumed_from")}
+    return {**kept, "status": "resumed", "resumed_from": prev.get("resumed_from") or prior.run_id}
 
 
-def _precheck(task: FileTask, options: BatchOptions, previous: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """A record for a task that needs no work (existing output), or None to process it."""
-    if not task.supported or task.note or not os.path.exists(task.dst):
-        return None
-    if options.overwrite:
-        return None
-    if options.resume:
-        prev = previous.get(task.src)
-        if prev and prev.get("output") and prev.get("status") in ("anonymized", "kept", "full-frame", "resumed"):
-            try:
-                current = sha256_bytes(Path(task.src).read_bytes())
-            except OSError:
-                return None
-            if current == prev.get("input_sha256"):
-                return {**prev, "status": "resumed"}
-        return None  # output exists but was not finished by us with this input: redo it
-    rec = _record_base(task)
-    rec.update(status="exists", output=task.dst, reason="output exists; kept (use --overwrite to replace, --resume to continue)")
-    return rec
+def _new_run_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _same_device(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+def _adopt_legacy(out: Path, layout: AuditLayout) -> list[str]:
+    """Move records a pre-0.3 run left inside the output folder into the audit folder."""
+    moved = []
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for name in ("anonlens-manifest.json", "anonlens-assessment", ".anonlens"):
+        src = out / name
+        if src.exists():
+            dst = layout.runs / f"legacy-{stamp}-{name.lstrip('.')}"
+            layout.runs.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(src), str(dst))
+            moved.append(str(dst))
+    return moved
 
 
 def run_batch(
@@ -340,116 +460,196 @@ def run_batch(
     output_dir: str | os.PathLike,
     options: BatchOptions | None = None,
     *,
-    manifest_path: str | os.PathLike | None = None,
+    audit_dir: str | os.PathLike | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> BatchReport:
     """Anonymize every image under ``inputs`` into ``output_dir``; see the module docstring.
 
-    ``progress`` is called with each finished record; ``on_start`` with the number of tasks.
+    The records go to ``audit_dir`` (default: ``OUTPUT.anonlens-audit`` beside the output
+    folder). ``progress`` is called with each finished record; ``on_start`` with the number of
+    tasks. Raises :class:`AnonlensError` (before any image is touched) for unsafe layouts, a run
+    refused by the folder's history (:class:`~anonlens.audit.RunRefused`) or a locked folder
+    (:class:`~anonlens.audit.OutputLockedError`).
     """
     options = options or BatchOptions()
+    if options.overwrite and options.resume:
+        raise AnonlensError("--overwrite and --resume exclude each other")
     started = time.perf_counter()
-    out = Path(output_dir)
-    tasks = plan_tasks(inputs, out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = out / STATE_DIR
-    tmp = state / "tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # temporary files of a killed run: never outputs
-    tmp.mkdir(parents=True, exist_ok=True)
-    previous = _read_previous(out) if options.resume else {}
-    journal_path = state / "journal.jsonl"
-    if not options.resume and journal_path.exists():
-        journal_path.unlink()
-    if on_start:
-        on_start(len(tasks))
+    out = check_output_dir(output_dir)
+    inputs = [Path(p) for p in inputs]
+    layout = AuditLayout(Path(audit_dir) if audit_dir is not None else default_audit_dir(out))
+    _check_layout(inputs, out, layout.root)
+    anonymizer = cached_anonymizer(options.config)
+    mode = "resume" if options.resume else "overwrite" if options.overwrite else "new"
+    fingerprint = options_fingerprint(options.to_dict())
+    with OutputLock(out, layout.lock_info):
+        prior = load_prior(layout, out)
+        plan_start(mode, prior, fingerprint, out)  # type: ignore[arg-type]
+        legacy = _adopt_legacy(out, layout) if mode != "new" else []
+        tmp = layout.tmp if _same_device(out, layout.root) else out / TMP_NAME
+        tasks = plan_tasks(inputs, out, tmp_dir=tmp, exclude=[layout.root])
+        keys = [t.key for t in tasks if not t.skip]
+        match = anonymizer.match_inputs(keys)
+        if match.get("ambiguous"):
+            raise AnonlensError("; ".join(match["ambiguous"]))
+        sources = match.get("sources", {})
+        tasks = [dataclasses.replace(t, source=sources[t.key]) if t.key in sources else t for t in tasks]
+        if tmp.exists():
+            shutil.rmtree(tmp)  # temporary files of a killed run: never outputs
+        tmp.mkdir(parents=True, exist_ok=True)
+        run_id = _new_run_id()
+        head = {"run_id": run_id, "mode": mode, "previous_run": None if prior is None else prior.run_id,
+                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "fingerprint": fingerprint,
+                "pid": os.getpid(), "inputs": [str(p) for p in inputs], "output_dir": str(out.absolute())}
+        journal_path = layout.journal
+        # the interrupted run's records were read into `prior`; this run journals afresh
+        write_atomic(layout.current, dumps_strict(head, indent=2).encode("utf-8"))
+        journal_path.unlink(missing_ok=True)
+        report = BatchReport(layout.manifest, run_id=run_id, mode=mode, audit_dir=layout.root, output_dir=out)
+        report.unmatched_regions = list(match.get("unmatched", []))
+        if on_start:
+            on_start(len(tasks))
+        index: dict[str, int] = {}  # input -> offset of its (last) record in the journal
+        journal = open(journal_path, "ab")
+        replace_notes: dict[str, str] = {}
 
-    report = BatchReport(Path(manifest_path) if manifest_path else out / MANIFEST_NAME)
-    index: dict[str, int] = {}  # input -> offset of its (last) record in the journal
-    journal = open(journal_path, "ab")
+        def finish(rec: dict[str, Any]) -> None:
+            if rec["input"] in replace_notes:
+                rec["replaced"] = replace_notes[rec["input"]]
+            index[rec["input"]] = journal.tell()
+            journal.write(dumps_strict(rec).encode("utf-8") + b"\n")
+            journal.flush()
+            report.add(rec)
+            if progress:
+                progress(rec)
 
-    def finish(rec: dict[str, Any]) -> None:
-        index[rec["input"]] = journal.tell()
-        journal.write(json.dumps(rec, default=str).encode("utf-8") + b"\n")
-        journal.flush()
-        report.add(rec)
-        if progress:
-            progress(rec)
+        todo: list[FileTask] = []
+        try:
+            for t in tasks:
+                pre = _precheck(t, options, prior)
+                if pre is not None and "_replace" in pre:
+                    replace_notes[t.src] = pre["_replace"]
+                    pre = None
+                if pre is not None:
+                    finish(pre)
+                else:
+                    todo.append(t)
+            _run_tasks(todo, options, finish)
+        finally:
+            journal.close()
 
-    todo: list[FileTask] = []
-    try:
-        for t in tasks:
-            pre = _precheck(t, options, previous)
-            if pre is not None:
-                finish(pre)
-            else:
-                todo.append(t)
-        workers = _effective_workers(options.workers, len(todo), options.config)
-        if workers == 1:
-            if options.threads_per_worker is not None:
-                _worker_init(options.threads_per_worker)
-            for t in todo:
-                finish(process_file(t, options))
-        else:
-            threads = options.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
-                pending: set[cf.Future] = set()
-                it = iter(todo)
-                for t in it:
-                    pending.add(pool.submit(process_file, t, options))
-                    if len(pending) >= 2 * workers:
-                        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                        for fut in done:
-                            finish(fut.result())
-                for fut in cf.as_completed(pending):
-                    finish(fut.result())
-    finally:
-        journal.close()
-
-    report.seconds = time.perf_counter() - started
-    report.failed.sort(key=lambda r: r["input"])
-    report.nothing_found.sort()
-    write_manifest(report, options, journal_path, index, inputs=[str(p) for p in inputs], output_dir=str(out))
-    shutil.rmtree(tmp, ignore_errors=True)
-    journal_path.unlink(missing_ok=True)
-    try:
-        state.rmdir()
-    except OSError:
-        pass
+        written = {str(Path(r).resolve()) for r in _outputs_in_journal(journal_path, index)}
+        _account_for_leftovers(report, out, written, prior, mode)
+        report.seconds = time.perf_counter() - started
+        report.failed.sort(key=lambda r: r["input"])
+        report.nothing_found.sort()
+        extra = {"legacy_records_moved": legacy} if legacy else {}
+        write_manifest(report, options, head, journal_path, index, layout, extra=extra)
+        shutil.rmtree(tmp, ignore_errors=True)
+        journal_path.unlink(missing_ok=True)
+        layout.current.unlink(missing_ok=True)
     return report
+
+
+def _run_tasks(todo: list[FileTask], options: BatchOptions, finish: Callable[[dict[str, Any]], None]) -> None:
+    workers = _effective_workers(options.workers, len(todo), options.config)
+    if workers == 1:
+        if options.threads_per_worker is not None:
+            _worker_init(options.threads_per_worker)
+        for t in todo:
+            finish(process_file(t, options))
+        return
+    threads = options.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+        pending: set[cf.Future] = set()
+        for t in todo:
+            pending.add(pool.submit(process_file, t, options))
+            if len(pending) >= 2 * workers:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    finish(fut.result())
+        for fut in cf.as_completed(pending):
+            finish(fut.result())
+
+
+def _outputs_in_journal(journal_path: Path, index: dict[str, int]) -> list[str]:
+    outs = []
+    with open(journal_path, "rb") as fh:
+        for offset in index.values():
+            fh.seek(offset)
+            rec = json.loads(fh.readline())
+            if rec.get("output"):
+                outs.append(rec["output"])
+    return outs
+
+
+def _account_for_leftovers(report: BatchReport, out: Path, written: set[str], prior: PriorRun | None, mode: str) -> None:
+    """Files in the output folder this run did not write: with ``--overwrite`` the earlier run's
+    own outputs (path and hash as recorded) are removed; anything else is named as foreign (the
+    run then fails: the folder is not a clean release)."""
+    recorded = {str(Path(r["output"]).resolve()): r.get("output_sha256")
+                for r in (prior.records.values() if prior else []) if r.get("output")}
+    for rel in existing_files(out):
+        path = out / rel
+        resolved = str(path.resolve()) if not path.is_symlink() else str(path.absolute())
+        if resolved in written:
+            continue
+        if mode == "overwrite" and resolved in recorded and not path.is_symlink():
+            try:
+                if sha256_bytes(read_regular_file(path)) == recorded[resolved]:
+                    path.unlink()
+                    report.removed.append(str(path))
+                    continue
+            except ImageReadError:
+                pass
+        report.foreign.append(str(path))
 
 
 def write_manifest(
     report: BatchReport,
     options: BatchOptions,
+    head: dict[str, Any],
     journal_path: Path,
     index: dict[str, int],
+    layout: AuditLayout,
     *,
-    inputs: list[str],
-    output_dir: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write the run's manifest atomically, streaming the records from the journal (sorted by
-    input path, one record per line) so that memory stays flat however many images there are."""
-    head = {
+    """Write the run's manifest (strict JSON) to ``runs/<run id>.json`` and ``manifest.json`` in
+    the audit folder, atomically, streaming the records from the journal (sorted by input path,
+    one record per line) so that memory stays flat however many images there are; then add a
+    line to ``history.jsonl``."""
+    finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    doc = {
         "anonlens_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "run_id": head["run_id"],
+        "mode": head["mode"],
+        "previous_run": head["previous_run"],
+        "created": head["started"],
+        "finished": finished,
         "python": sys.version.split()[0],
-        "inputs": inputs,
-        "output_dir": output_dir,
-        "options": {
-            **{k: v for k, v in asdict(options).items() if k != "config"},
-            "anonymize": options.config.to_dict(),
-        },
+        "inputs": head["inputs"],
+        "output_dir": head["output_dir"],
+        "audit_dir": str(layout.root.absolute()),
+        "options": options.to_dict(),
+        "fingerprint": head["fingerprint"],
         "summary": report.summary(),
-        "nothing_found": report.nothing_found,
-        "failed": report.failed,
+        **report.lists(),
+        **(extra or {}),
     }
-    text = json.dumps(head, indent=2, default=str)
-    with atomic_writer(report.manifest_path) as fh, open(journal_path, "rb") as journal:
+    text = dumps_strict(doc, indent=2)
+    run_path = layout.run_manifest(head["run_id"])
+    with atomic_writer(run_path) as fh, open(journal_path, "rb") as journal:
         fh.write(text[: text.rfind("}")].rstrip().encode("utf-8") + b',\n  "images": [')
         for i, key in enumerate(sorted(index)):
             journal.seek(index[key])
             fh.write((b",\n    " if i else b"\n    ") + journal.readline().rstrip(b"\n"))
         fh.write(b"\n  ]\n}\n")
+    write_atomic(layout.manifest, run_path.read_bytes())
+    line = {"run_id": head["run_id"], "mode": head["mode"], "started": head["started"], "finished": finished,
+            "output_dir": head["output_dir"], "manifest": str(run_path.name),
+            "counts": {k: v for k, v in report.summary().items() if isinstance(v, int) and v}}
+    with open(layout.history, "a", encoding="utf-8") as fh:
+        fh.write(dumps_strict(line) + "\n")

@@ -201,6 +201,17 @@ class Anonymizer:
 
                 self._attribute = attribute_predictor(self.edi.attribute_model)
 
+    def match_inputs(self, keys: list[str]) -> dict[str, Any]:
+        """Merge :meth:`Detector.match_inputs` over this anonymizer's detectors."""
+        merged: dict[str, Any] = {"sources": {}, "unmatched": [], "ambiguous": []}
+        for det in (self.detector, self.face_detector):
+            if det is not None:
+                m = det.match_inputs(keys)
+                merged["sources"].update(m.get("sources", {}))
+                merged["unmatched"] += m.get("unmatched", [])
+                merged["ambiguous"] += m.get("ambiguous", [])
+        return merged
+
     def describe(self) -> dict[str, Any]:
         """Detector and operator with all their options (for manifests)."""
         return {

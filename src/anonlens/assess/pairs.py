@@ -121,14 +121,13 @@ def pairs_from_csv(csv_path: str | os.PathLike, *, root: str | os.PathLike | Non
 
 
 def read_manifest_records(manifest_path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-image records of an `anonlens anonymize` manifest (a file, or the folder holding it)."""
+    """The per-image records of an `anonlens anonymize` manifest: the file, its audit folder, or
+    the output folder (whose audit folder is beside it)."""
     import json
 
-    manifest_path = Path(manifest_path)
-    if manifest_path.is_dir():
-        manifest_path = manifest_path / "anonlens-manifest.json"
-    if not manifest_path.is_file():
-        raise AnonlensError(f"no anonlens manifest at {manifest_path}; run `anonlens anonymize` first or pass --original")
+    from ..audit import find_manifest
+
+    manifest_path = find_manifest(manifest_path)
     try:
         return json.loads(manifest_path.read_text(encoding="utf-8"))["images"]
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:

@@ -312,7 +312,7 @@ def weights_verify() -> None:
 
 @app.command("report")
 def report_cmd(
-    scores: Path = typer.Argument(..., help="Output folder of `anonlens score` (or of `anonymize --assess`: OUT/anonlens-assessment)."),
+    scores: Path = typer.Argument(..., help="Output folder of `anonlens score` (or of `anonymize --assess`: OUT.anonlens-audit/assessment)."),
     output: Path = typer.Option(Path("anonlens-report.html"), "--output", "-o", help="The HTML file to write."),
     human: Optional[str] = typer.Option(None, help="Human-score column for the scatter plots (default: score_mean when present)."),
     no_originals: bool = typer.Option(False, "--no-originals", help="Leave the original images out (a report with originals is personal data)."),
@@ -333,9 +333,13 @@ def report_cmd(
     from ..assess.report import write_report
 
     regions = None
-    beside = scores.parent / "anonlens-manifest.json"
-    if manifest is None and scores.name == "anonlens-assessment" and beside.is_file():
-        manifest = beside
+    if manifest is None and scores.name in ("assessment", "anonlens-assessment"):  # anonymize --assess output
+        from ..audit import find_manifest
+
+        try:
+            manifest = find_manifest(scores.parent)
+        except AnonlensError:
+            manifest = None
     if manifest is not None:
         try:
             records = json.loads(manifest.read_text(encoding="utf-8"))["images"]
@@ -410,19 +414,20 @@ def _gate_with_progress(pairs, missing, reviewed: Optional[Path], quiet: bool, *
 
 
 def assess_anonymize_run(report, quiet: bool, json_out: bool):
-    """`anonymize --assess`: score the run's own outputs, add the result to its manifest."""
+    """`anonymize --assess`: score the run's own outputs into the audit folder (never the
+    release folder: the scores name the originals), add the result to the run's manifest."""
     from ..assess import pairs_from_manifest
-    from ..io import write_atomic
     from ..metrics import DEFAULT_METRICS
+
+    from ..audit import AuditLayout
 
     pairs = pairs_from_manifest(report.manifest_path)
     if not pairs:
         return None
-    folder = report.manifest_path.parent / "anonlens-assessment"
-    result = run_score(pairs, folder, DEFAULT_METRICS, (), quiet=quiet)
-    manifest = json.loads(report.manifest_path.read_text(encoding="utf-8"))
-    manifest["assessment"] = {"summary": result.summary, "metrics": result.metrics, "table": str(result.table_csv), "errors": result.errors}
-    write_atomic(report.manifest_path, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+    layout = AuditLayout(report.audit_dir)
+    result = run_score(pairs, layout.assessment, DEFAULT_METRICS, (), quiet=quiet)
+    layout.amend(report.run_id, assessment={"summary": result.summary, "metrics": result.metrics,
+                                            "table": str(result.table_csv), "errors": result.errors})
     if not json_out:
         print_score_summary(result, False)
     return result

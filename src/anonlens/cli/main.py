@@ -79,7 +79,7 @@ def _root(
 @app.command("anonymize")
 def anonymize_cmd(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively).", show_default=False),
-    output: Path = typer.Option(..., "--output", "-o", help="Output folder; mirrors the input tree. Never inside an input folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Release folder: only the anonymized images go here, mirroring the input tree. New or empty (see --resume, --overwrite); never inside an input folder nor around one."),
     scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame)."),
     detector: Optional[str] = typer.Option(None, help="Detector name (see `anonlens detectors`). Default: centerface for faces, hog-person for bodies."),
     threshold: Optional[float] = typer.Option(None, help="Detector score threshold (detector's default if omitted)."),
@@ -93,13 +93,13 @@ def anonymize_cmd(
     margin: Optional[float] = typer.Option(None, help="Grow each region by this fraction of its size on every side. Default: 0.25 faces, 0.05 bodies."),
     on_empty: Optional[str] = typer.Option(None, help="When nothing is found: keep (copy unchanged), skip (write nothing), full (anonymize the whole image). Default: keep, name every such image and end with exit code 3 (review needed); choosing a policy explicitly is respected (exit 0)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not re-detect faces in the anonymized regions (by default a region that still detects as a face is anonymized more strongly, then masked)."),
-    keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep EXIF (never GPS, maker notes or thumbnails) and the colour profile. Default: strip everything."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip images whose output is done and whose input is unchanged."),
+    keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep an allow-list of harmless EXIF tags (camera, lens, exposure, date; orientation reset to 1) and the colour profile. Never thumbnails, GPS, XMP, IPTC, maker notes, serial numbers or names; checked again after encoding. Default: strip everything."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run recorded for OUTPUT: its outputs are rewritten or removed; the run history keeps its record."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run recorded for OUTPUT (interrupted or finished) with the same options: an image is skipped when its input is unchanged and its output still has the recorded hash; anything else is redone."),
     workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = automatic: one process for detectors that use every core themselves (centerface), else one per CPU core."),
-    max_pixels: int = typer.Option(100_000_000, help="Refuse images with more pixels than this (decompression-bomb guard)."),
+    max_pixels: int = typer.Option(100_000_000, min=1, help="Refuse images with more pixels than this (decompression-bomb guard; files over 8 bytes per pixel + 64 MiB are not read)."),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG/WebP outputs."),
-    manifest: Optional[Path] = typer.Option(None, help="Where to write the JSON manifest. Default: OUTPUT/anonlens-manifest.json."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="Folder for the run's private records (manifest with original paths and hashes, run history, --assess scores). Default: OUTPUT.anonlens-audit beside OUTPUT. Never inside OUTPUT."),
     method: str = typer.Option("uniform", help="uniform: the operator over each whole face/person. edi: EDI-Anon, perturb only the pixels that reveal the identity, re-check, repeat until an identity model no longer recognises the person."),
     target_risk: float = typer.Option(0.01, help="EDI: the re-identification rate to reach; the exit code is 1 when the final rate is above it."),
     q: float = typer.Option(90.0, "--q", help="EDI: perturb the elements at or above this percentile of identity saliency per iteration (the reference: 90; 99 for masking)."),
@@ -113,9 +113,14 @@ def anonymize_cmd(
 ) -> None:
     """Anonymize every face (or person, or whole image) in INPUTS and write the results to OUTPUT.
 
-    Inputs are never modified. Each output is written atomically, without metadata. An image that
-    fails (unreadable, detector or operator error) gets no output at all, and the exit code is 1.
-    A JSON manifest records, per image, the regions found, every parameter and both files' hashes.
+    Inputs are never modified. Each output is written atomically, without metadata, in the format
+    its name says. An image that fails (unreadable, detector or operator error) gets no output at
+    all, and the exit code is 1. OUTPUT holds only anonymized images: the manifest (per image the
+    regions found, every parameter and both files' hashes), the run history and --assess scores go
+    to the audit folder beside it, which links the release to the originals: keep it private.
+
+    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, or OUTPUT holds
+    files this run did not write; 2 usage or a refused run (nothing touched); 3 review needed.
     """
     from ..batch import BatchOptions, run_batch
     from ..pipeline import AnonymizeConfig
@@ -172,7 +177,7 @@ def anonymize_cmd(
             resume=resume,
             workers=workers,
         )
-        report = _run_with_progress(run_batch, inputs, output, options, manifest, quiet)
+        report = _run_with_progress(run_batch, inputs, output, options, audit, quiet)
     except AnonlensError as exc:
         _fail(str(exc))
     if not (json_out and assess):  # with both, one JSON document is printed at the end
@@ -186,9 +191,8 @@ def anonymize_cmd(
         except AnonlensError as exc:
             _fail(str(exc), code=1)
         if json_out:
-            sys.stdout.write(json.dumps({"summary": report.summary(), "manifest": str(report.manifest_path),
-                                         "nothing_found": report.nothing_found, "failed": report.failed,
-                                         "assessment": None if assessment is None else assessment.summary}, indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps({**_report_payload(report), "assessment": None if assessment is None else assessment.summary},
+                                        indent=2, default=str) + "\n")
     edi_ok = True
     edi = report.edi_summary()
     if edi is not None:
@@ -223,7 +227,7 @@ def _print_edi(edi: dict[str, Any], target: float) -> None:
     out_console.print(f"[{style}]final re-identification rate {100 * final:.2f} % (target {100 * target:.2f} %)[/]")
 
 
-def _run_with_progress(run_batch, inputs, output, options, manifest, quiet):
+def _run_with_progress(run_batch, inputs, output, options, audit, quiet):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -249,19 +253,33 @@ def _run_with_progress(run_batch, inputs, output, options, manifest, quiet):
         progress.update(state["task"], advance=1, failed=state["failed"])
 
     with progress:
-        return run_batch(inputs, output, options, manifest_path=manifest, progress=on_record, on_start=on_start)
+        return run_batch(inputs, output, options, audit_dir=audit, progress=on_record, on_start=on_start)
+
+
+def _report_payload(report) -> dict[str, Any]:
+    return {
+        "summary": report.summary(),
+        "run_id": report.run_id,
+        "manifest": str(report.manifest_path),
+        "audit_dir": str(report.audit_dir),
+        **report.lists(),
+    }
+
+
+def _listing(title: str, items: list[str], style: str, limit: int = 20) -> None:
+    if not items:
+        return
+    out_console.print(f"[{style}]{escape(title)}[/]" if style else escape(title))
+    for item in items[:limit]:
+        out_console.print(f"  {escape(item)}")
+    if len(items) > limit:
+        out_console.print(f"  ... and {len(items) - limit} more (all in the manifest)")
 
 
 def _print_summary(report, json_out: bool) -> None:
     summary = report.summary()
     if json_out:
-        payload = {
-            "summary": summary,
-            "manifest": str(report.manifest_path),
-            "nothing_found": report.nothing_found,
-            "failed": report.failed,
-        }
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        sys.stdout.write(json.dumps(_report_payload(report), indent=2) + "\n")
         return
     table = Table(title="anonlens anonymize", show_header=True, header_style="bold")
     table.add_column("result")
@@ -271,33 +289,35 @@ def _print_summary(report, json_out: bool) -> None:
         "kept": "nothing found, copied unchanged (review!)",
         "full-frame": "nothing found, whole image anonymized",
         "skipped": "nothing found, not written",
-        "resumed": "already done (resumed)",
-        "exists": "output existed, kept",
-        "ignored": "not an image file, ignored",
+        "resumed": "already done, output verified (resumed)",
+        "ignored": "not read (not an image, link or special file)",
         "failed": "FAILED, no output written",
     }
     for key, label in labels.items():
         if summary[key]:
-            style = "red" if key == "failed" else ("yellow" if key in ("kept", "full-frame", "skipped", "exists") else "")
+            style = "red" if key == "failed" else ("yellow" if key in ("kept", "full-frame", "skipped") else "")
             table.add_row(f"[{style}]{label}[/]" if style else label, str(summary[key]))
     table.add_row("regions anonymized", str(summary["regions"]))
     rate = summary["images_per_second"]
     table.add_row("time", f"{summary['seconds']:.1f} s" + (f" ({rate:.2f} images/s)" if rate else ""))
     out_console.print(table)
-    if report.nothing_found:
-        out_console.print(f"[yellow]Nothing was found in {len(report.nothing_found)} image(s); review them:[/]")
-        for path in report.nothing_found:
-            out_console.print(f"  {escape(path)}")
+    _listing(f"Nothing was found in {len(report.nothing_found)} image(s); review them:", report.nothing_found, "yellow")
     verified = report.verification_summary()
     if verified["strengthened"] or verified["masked"] or verified["found_by_verification"]:
         out_console.print(
             f"[yellow]verification: {verified['strengthened']} region(s) still detected as a face and were anonymized more strongly, "
             f"{verified['masked']} were masked, {verified['found_by_verification']} face(s) found in the output were anonymized[/]"
         )
-    if report.failed:
-        out_console.print(f"[red]{len(report.failed)} image(s) failed; nothing was written for them:[/]")
-        for r in report.failed[:20]:
-            out_console.print(f"  {escape(r.get('error') or r['input'])}")
+    _listing(f"{len(report.ignored)} file(s) not read:", [f"{r['input']}: {r['reason']}" for r in report.ignored], "yellow")
+    _listing(f"{len(report.replaced)} output(s) had changed since their run and were anonymized again:",
+             [r["why"] for r in report.replaced], "yellow")
+    _listing(f"{len(report.removed)} output(s) of the replaced run were removed:", report.removed, "")
+    _listing(f"{len(report.failed)} image(s) failed; nothing was written for them:", [r.get("error") or r["input"] for r in report.failed], "red")
+    _listing(f"{len(report.unmatched_regions)} region key(s) match no input (their regions were not used):", report.unmatched_regions, "red")
+    _listing(f"{len(report.foreign)} file(s) in the output folder were not written by this run; remove them before publishing:",
+             report.foreign, "red")
+    out_console.print(f"release folder (only anonymized images): {escape(str(report.output_dir))}")
+    out_console.print(f"audit records (private: they link the release to the originals): {escape(str(report.audit_dir))}")
     out_console.print(f"manifest: {escape(str(report.manifest_path))}")
 
 

@@ -33,6 +33,13 @@ class Detector(ABC):
     def options(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
+    def match_inputs(self, keys: list[str]) -> dict[str, Any]:
+        """For detectors that look regions up by image key: before a batch runs, resolve their
+        keys against the inputs' ``keys``. Returns ``sources`` ({input key: lookup key}),
+        ``unmatched`` (their keys that match no input) and ``ambiguous`` (problems that stop the
+        run). Image-only detectors have nothing to match."""
+        return {}
+
     def runtime_info(self) -> dict[str, Any]:
         """What ran the model (library and version, numeric precision), for manifests: detections
         can differ slightly between runtimes and precisions. Empty for rule-based detectors."""

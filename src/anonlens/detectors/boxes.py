@@ -1,16 +1,28 @@
 """Regions supplied by the user: bring your own detector, boxes, polygons or masks.
 
 Coordinates are pixels of the image as displayed (EXIF orientation applied), x to the right and
-y down. Images are looked up by their path relative to the input folder (``photos/a.jpg``), or
-by file name when that is unique in the table.
+y down, unless the file says ``"coordinates": "normalized"`` (JSON, top level) or has a
+``coordinates`` column saying ``normalized`` (CSV): then 0..1 of the width and height.
+
+Every region is validated before use; each of these is an error naming the file, the image key
+and the region (the image fails, nothing is written for it): a value that is not a finite number,
+a box with ``x2 <= x1`` or ``y2 <= y1``, a polygon with fewer than 3 points or no area, any
+coordinate outside the image (``0 <= x <= width``, ``0 <= y <= height``; normalised: 0..1), and
+a region covering fewer than :data:`MIN_REGION_PIXELS` pixels. A score must be a finite number.
+
+Keys are paths relative to the input folder (``sub/a.jpg``), or to nothing for files named on
+the command line (their file name). A bare file name (no ``/``) is accepted when exactly one
+input has that name; when several have it the run is refused. Keys that match no input are
+listed, and the run ends with exit code 1.
 
 JSON (``--boxes regions.json``), either a mapping or a list::
 
     {"photos/a.jpg": [{"box": [x1, y1, x2, y2], "score": 0.9, "label": "face"},
                       {"polygon": [[x, y], [x, y], [x, y]]}]}
+    {"coordinates": "normalized", "images": {"photos/a.jpg": [{"box": [0.1, 0.2, 0.3, 0.4]}]}}
     [{"image": "photos/a.jpg", "box": [x1, y1, x2, y2]}]
 
-CSV with a header: ``image,x1,y1,x2,y2`` and optional ``score`` and ``label`` columns.
+CSV with a header: ``image,x1,y1,x2,y2`` and optional ``score``, ``label`` and ``coordinates``.
 
 Masks (``--masks DIR``): ``DIR/photos/a.png`` (same relative path, any image extension); every
 non-zero pixel is anonymized. A mask must have the image's size.
@@ -20,6 +32,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,40 +45,92 @@ from ..errors import AnonlensError, DetectionError
 from ..regions import Region
 from .base import Detector
 
-__all__ = ["Boxes", "load_box_table"]
+__all__ = ["Boxes", "load_box_table", "MIN_REGION_PIXELS"]
 
 _MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
+#: the fewest pixels a user region may cover (a 4x4 box): anything smaller is a mistake, most
+#: often normalised coordinates read as pixels
+MIN_REGION_PIXELS = 16
+_UNITS = ("pixels", "normalized")
 
 
 def _norm_key(key: str) -> str:
-    return str(PurePosixPath(str(key).replace("\\", "/"))).lstrip("./") if key else key
+    k = str(PurePosixPath(str(key).replace("\\", "/")))
+    while k.startswith("./"):
+        k = k[2:]
+    return k
 
 
-def _parse_entry(entry: dict[str, Any], where: str) -> dict[str, Any]:
+def _finite(values: Any, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers, got {values!r}") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} must be finite numbers, got {values!r}")
+    return arr
+
+
+def _parse_entry(entry: Any, units: str) -> dict[str, Any]:
+    """One region, checked for what can be checked without the image (raises ValueError)."""
     if not isinstance(entry, dict):
-        raise AnonlensError(f"{where}: each region must be an object with 'box' or 'polygon', got {entry!r}")
-    out: dict[str, Any] = {"score": float(entry.get("score", 1.0)), "label": str(entry.get("label", "region"))}
+        raise ValueError(f"each region must be an object with 'box' or 'polygon', got {entry!r}")
+    score = entry.get("score", 1.0)
+    try:
+        score = float(score)
+    except (TypeError, ValueError):
+        raise ValueError(f"score must be a number, got {score!r}") from None
+    if not math.isfinite(score):
+        raise ValueError(f"score must be a finite number, got {score!r}")
+    out: dict[str, Any] = {"score": score, "label": str(entry.get("label", "region")), "units": units}
     if "box" in entry:
-        box = [float(v) for v in entry["box"]]
-        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-            raise AnonlensError(f"{where}: box must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1, got {entry['box']!r}")
+        box = _finite(entry["box"], "box coordinates")
+        if box.shape != (4,):
+            raise ValueError(f"box must be [x1, y1, x2, y2], got {entry['box']!r}")
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"box {entry['box']!r} is degenerate: it needs x2 > x1 and y2 > y1")
         out["box"] = box
     elif "polygon" in entry:
-        pts = np.asarray(entry["polygon"], dtype=np.float64)
+        pts = _finite(entry["polygon"], "polygon points")
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
-            raise AnonlensError(f"{where}: polygon must be a list of at least 3 [x, y] points")
+            raise ValueError("polygon must be a list of at least 3 [x, y] points")
+        x, y = pts[:, 0], pts[:, 1]
+        if abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2 <= 0:
+            raise ValueError("polygon is degenerate (no area)")
         out["polygon"] = pts
     else:
-        raise AnonlensError(f"{where}: region needs 'box' or 'polygon', got keys {sorted(entry)}")
+        raise ValueError(f"region needs 'box' or 'polygon', got keys {sorted(entry)}")
     return out
 
 
+def _units(value: Any, where: str) -> str:
+    v = str(value or "pixels").strip().lower().replace("normalised", "normalized")
+    if v not in _UNITS:
+        raise AnonlensError(f"{where}: coordinates must be 'pixels' or 'normalized', got {value!r}")
+    return v
+
+
 def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """Read a JSON or CSV region file into ``{image key: [region, ...]}``."""
+    """Read a JSON or CSV region file into ``{image key: [region, ...]}``; each region knows its
+    units (``"pixels"`` or ``"normalized"``) and its index under its key. Errors name the file,
+    the key and the region."""
     path = Path(path)
     if not path.is_file():
         raise AnonlensError(f"region file not found: {path}")
     table: dict[str, list[dict[str, Any]]] = {}
+
+    def add(key: Any, entry: Any, units: str, where: str) -> None:
+        if not isinstance(key, str) or not key.strip():
+            raise AnonlensError(f"{path}: {where}: the image key must be a non-empty path, got {key!r}")
+        k = _norm_key(key)
+        regions = table.setdefault(k, [])
+        try:
+            parsed = _parse_entry(entry, units)
+        except ValueError as exc:
+            raise AnonlensError(f"{path}: image '{k}', region {len(regions)}: {exc}") from None
+        parsed["index"] = len(regions)
+        regions.append(parsed)
+
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -72,35 +138,40 @@ def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
             if reader.fieldnames is None or not need <= set(reader.fieldnames):
                 raise AnonlensError(f"{path}: CSV needs the columns {sorted(need)}, got {reader.fieldnames}")
             for i, row in enumerate(reader, start=2):
-                entry = {"box": [row["x1"], row["y1"], row["x2"], row["y2"]]}
+                entry: dict[str, Any] = {"box": [row["x1"], row["y1"], row["x2"], row["y2"]]}
                 if row.get("score"):
                     entry["score"] = row["score"]
                 if row.get("label"):
                     entry["label"] = row["label"]
-                try:
-                    table.setdefault(_norm_key(row["image"]), []).append(_parse_entry(entry, f"{path}:{i}"))
-                except ValueError as exc:
-                    raise AnonlensError(f"{path}:{i}: {exc}") from None
+                add(row["image"], entry, _units(row.get("coordinates"), f"{path}:{i}"), f"line {i}")
         return table
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnonlensError(f"{path}: not valid JSON: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("images"), dict):
-        data = data["images"]
+    units = "pixels"
+    if isinstance(data, dict) and ("images" in data or "regions" in data or "coordinates" in data):
+        units = _units(data.get("coordinates"), str(path))
+        data = data.get("images", data.get("regions", {}))
     if isinstance(data, dict):
         for key, entries in data.items():
             if not isinstance(entries, list):
                 raise AnonlensError(f"{path}: '{key}' must map to a list of regions")
-            table.setdefault(_norm_key(key), []).extend(_parse_entry(e, f"{path} [{key}]") for e in entries)
+            for e in entries:
+                add(key, e, units, f"'{key}'")
     elif isinstance(data, list):
         for i, entry in enumerate(data):
             if not isinstance(entry, dict) or "image" not in entry:
                 raise AnonlensError(f"{path}: item {i} needs an 'image' key")
-            table.setdefault(_norm_key(entry["image"]), []).append(_parse_entry(entry, f"{path} item {i}"))
+            add(entry["image"], entry, units, f"item {i}")
     else:
         raise AnonlensError(f"{path}: expected a JSON object or list")
     return table
+
+
+def _points(entry: dict[str, Any]) -> np.ndarray:
+    """The region's (x, y) points: a box's two corners or a polygon's vertices."""
+    return entry["box"].reshape(2, 2) if "box" in entry else entry["polygon"]
 
 
 class Boxes(Detector):
@@ -117,16 +188,43 @@ class Boxes(Detector):
         if self.masks is not None and not Path(self.masks).is_dir():
             raise AnonlensError(f"mask folder not found: {self.masks}")
         self._table = load_box_table(self.file) if self.file else {}
-        by_name: dict[str, list[str]] = {}
-        for key in self._table:
-            by_name.setdefault(PurePosixPath(key).name, []).append(key)
-        self._by_name = {n: keys[0] for n, keys in by_name.items() if len(keys) == 1}
 
-    def _entries(self, key: str) -> list[dict[str, Any]]:
-        if key in self._table:
-            return self._table[key]
-        name = PurePosixPath(key).name
-        return self._table.get(self._by_name.get(name, ""), [])
+    def match_inputs(self, keys: list[str]) -> dict[str, Any]:
+        """Resolve the file's keys against the run's input keys: ``sources`` maps an input key
+        to the table key that holds its regions; ``unmatched`` lists table keys (and mask files)
+        that match no input; ``ambiguous`` the problems that make the run impossible."""
+        keyset = set(keys)
+        by_name: dict[str, list[str]] = {}
+        for k in keys:
+            by_name.setdefault(PurePosixPath(k).name, []).append(k)
+        sources: dict[str, str] = {}
+        unmatched: list[str] = []
+        ambiguous: list[str] = []
+        for tk in self._table:
+            if tk in keyset:
+                target = tk
+            elif "/" not in tk and len(by_name.get(tk, [])) == 1:
+                target = by_name[tk][0]
+            elif "/" not in tk and by_name.get(tk):
+                ambiguous.append(f"{self.file}: key '{tk}' names {len(by_name[tk])} inputs ({', '.join(sorted(by_name[tk])[:4])}); "
+                                 "write the path relative to the input folder")
+                continue
+            else:
+                unmatched.append(f"{self.file}: '{tk}'")
+                continue
+            if target in sources:
+                ambiguous.append(f"{self.file}: keys '{sources[target]}' and '{tk}' both name input {target}; keep one")
+                continue
+            sources[target] = tk
+        if self.masks is not None:
+            stems = {str(PurePosixPath(k).with_suffix("")) for k in keys}
+            root = Path(self.masks)
+            for dirpath, _, filenames in os.walk(root):
+                for name in sorted(filenames):
+                    rel = (Path(dirpath) / name).relative_to(root).as_posix()
+                    if Path(name).suffix.lower() in _MASK_EXTS and str(PurePosixPath(rel).with_suffix("")) not in stems:
+                        unmatched.append(f"{root / rel} (mask)")
+        return {"sources": sources, "unmatched": sorted(unmatched), "ambiguous": ambiguous}
 
     def _mask_file(self, key: str) -> Path | None:
         stem = PurePosixPath(key).with_suffix("")
@@ -136,27 +234,40 @@ class Boxes(Detector):
                 return candidate
         return None
 
+    def _where(self, key: str, e: dict[str, Any]) -> str:
+        return f"{self.file}: image '{key}', region {e['index']}"
+
     def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:
+        """The regions filed under ``source`` exactly (the batch runner resolves bare file names
+        first, see :meth:`match_inputs`), validated against this image's size."""
         image = as_rgb_uint8(image)
         if source is None:
             raise DetectionError("the 'boxes' detector needs the image's key (source=...) to look its regions up")
         key = _norm_key(source)
         h, w = image.shape[:2]
         regions: list[Region] = []
-        for e in self._entries(key):
+        for e in self._table.get(key, []):
+            pts = _points(e)
+            if e["units"] == "normalized":
+                if not ((pts >= 0).all() and (pts <= 1).all()):
+                    raise DetectionError(f"{self._where(key, e)}: normalized coordinates {pts.ravel().tolist()} must lie in 0..1")
+                pts = pts * np.array([w, h], dtype=np.float64)
+            elif not ((pts[:, 0] >= 0).all() and (pts[:, 0] <= w).all() and (pts[:, 1] >= 0).all() and (pts[:, 1] <= h).all()):
+                raise DetectionError(f"{self._where(key, e)}: coordinates {np.round(pts, 3).ravel().tolist()} lie outside "
+                                     f"the {w}x{h} image (pixels; say \"coordinates\": \"normalized\" for 0..1 values)")
             if "box" in e:
-                x1, y1, x2, y2 = e["box"]
-                box = (max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2))
-                if box[2] <= box[0] or box[3] <= box[1]:
-                    raise DetectionError(f"box {e['box']} lies outside the {w}x{h} image")
-                regions.append(Region(box, e["score"], e["label"]))
+                (x1, y1), (x2, y2) = pts
+                covered = int(max(0, round(x2) - round(x1)) * max(0, round(y2) - round(y1)))
+                region = Region((float(x1), float(y1), float(x2), float(y2)), e["score"], e["label"])
             else:
-                pts = e["polygon"]
                 mask = np.zeros((h, w), np.uint8)
                 cv2.fillPoly(mask, [np.rint(pts).astype(np.int32)], 1)
-                if not mask.any():
-                    raise DetectionError(f"polygon lies outside the {w}x{h} image")
-                regions.append(_mask_region(mask.astype(bool), e["score"], e["label"]))
+                covered = int(mask.sum())
+                region = _mask_region(mask.astype(bool), e["score"], e["label"]) if covered else None
+            if covered < MIN_REGION_PIXELS:
+                raise DetectionError(f"{self._where(key, e)}: covers {covered} pixel(s) of the {w}x{h} image, fewer than "
+                                     f"the minimum of {MIN_REGION_PIXELS}; normalized coordinates need \"coordinates\": \"normalized\"")
+            regions.append(region)
         if self.masks is not None:
             mask_path = self._mask_file(key)
             if mask_path is not None:

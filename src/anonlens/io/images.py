@@ -6,23 +6,30 @@ refuses, with a one-line :class:`~anonlens.errors.ImageReadError` naming the fil
 cannot decode fully: zero-byte, truncated, corrupt, non-image, multi-frame, or more pixels than the
 limit (checked from the header, before decoding).
 
+The format is the content's, never the file name's (:func:`sniff_format` tells it from the first
+bytes). 1-bit images are turned into smoothed 8-bit grayscale, so that a dithered face is as
+detectable as its grey original.
+
 Writing encodes from pixels only, so the output carries no metadata (no EXIF/GPS, XMP, IPTC,
-maker notes, comments, text chunks) unless ``keep_metadata`` asks for EXIF, which is then cleaned
-of GPS, maker notes and the embedded thumbnail (a thumbnail is an un-anonymized copy).
+maker notes, comments, text chunks, thumbnails) unless ``keep_metadata`` asks for the allow-list
+of :data:`~anonlens.io.metadata.KEPT_EXIF_TAGS` (camera, exposure, date; never a thumbnail, GPS,
+XMP, IPTC or maker note) and the colour profile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageReadError, ImageWriteError
+from .metadata import EXIF_IFD, KEPT_EXIF_TAGS
 
 __all__ = [
     "LoadedImage",
@@ -33,6 +40,9 @@ __all__ = [
     "UNSUPPORTED_IMAGE_SUFFIXES",
     "FORMAT_BY_SUFFIX",
     "DEFAULT_MAX_PIXELS",
+    "sniff_format",
+    "max_input_bytes",
+    "SUFFIX_BY_FORMAT",
 ]
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -47,15 +57,29 @@ FORMAT_BY_SUFFIX = {
     ".webp": "WEBP",
 }
 SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
+SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+#: (magic bytes at offset, format); formats anonlens cannot read are named so they are not missed
+_MAGIC = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"BM", "BMP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (8, b"WEBP", "WEBP"),
+    (0, b"GIF8", "GIF"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+    (4, b"ftypavif", "AVIF"),
+    (0, b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (0, b"%PDF", "PDF"),
+)
 #: image or photo types anonlens cannot anonymize: in an input folder they fail (a photo we cannot
 #: process must not go unnoticed), unlike other files, which are listed as ignored
 UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
     ".heic .heif .avif .gif .jp2 .j2k .jxl .ico .psd .dng .cr2 .cr3 .nef .arw .orf .rw2 .raf .svg .eps .pdf".split()
 )
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
-_EXIF_GPS_IFD = 0x8825
-_EXIF_SUB_IFD = 0x8769
-_EXIF_MAKERNOTE = 0x927C
 _EXIF_ORIENTATION = 0x0112
 _SRGB = None
 
@@ -88,21 +112,56 @@ def _srgb():
     return _SRGB
 
 
+def sniff_format(head: bytes) -> str | None:
+    """The image format the first bytes of a file say (``"JPEG"``, ``"PNG"``, ``"GIF"``...), or None."""
+    for offset, magic, fmt in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            if (fmt == "WEBP" and head[:4] != b"RIFF") or (fmt == "BMP" and head[6:10] != b"\0\0\0\0"):
+                continue  # a text file may start with "BM"; a BMP's reserved bytes are zero
+            return fmt
+    return None
+
+
 def _clean_exif(img: Image.Image) -> bytes | None:
-    """EXIF without GPS, maker notes or thumbnail, orientation reset (pixels are already upright)."""
+    """Only the allow-listed EXIF tags (camera, exposure, date), orientation reset to 1 (the pixels
+    are already upright). No GPS, maker notes, thumbnail, XMP or IPTC, whatever the file held."""
     exif = img.getexif()
     if not exif:
         return None
     clean = Image.Exif()
     for tag, value in exif.items():
-        if tag in (_EXIF_GPS_IFD, _EXIF_SUB_IFD):
-            continue
-        clean[tag] = value
-    clean[_EXIF_ORIENTATION] = 1
-    sub = {tag: value for tag, value in exif.get_ifd(_EXIF_SUB_IFD).items() if tag != _EXIF_MAKERNOTE}
+        if tag in KEPT_EXIF_TAGS:
+            clean[tag] = value
+    sub = {tag: value for tag, value in exif.get_ifd(EXIF_IFD).items() if tag in KEPT_EXIF_TAGS}
     if sub:
-        clean[_EXIF_SUB_IFD] = sub
+        clean[EXIF_IFD] = sub
+    if not clean:
+        return None
+    clean[_EXIF_ORIENTATION] = 1
     return clean.tobytes()
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit():
+    """Open with Pillow's own pixel guard off: anonlens checks the size against ``max_pixels``
+    itself, from the header, before decoding, and Pillow's guard would refuse 92 megapixels
+    whatever ``--max-pixels`` says. Restored afterwards; the lock keeps threads from racing on it."""
+    with _PIL_LIMIT_LOCK:
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # the size is checked against max_pixels right after the header is read
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
+def max_input_bytes(max_pixels: int | None) -> int | None:
+    """The largest input file read for a pixel limit: an uncompressed 16-bit RGBA TIFF of that
+    many pixels, plus headers (64 MiB). None: no limit."""
+    return None if max_pixels is None else int(max_pixels) * 8 + (64 << 20)
 
 
 def decode_image(
@@ -118,7 +177,8 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            with _pillow_pixel_limit():
+                img = Image.open(io.BytesIO(data))
             fmt = img.format or "PNG"
             w, h = img.size
             if w <= 0 or h <= 0:
@@ -188,7 +248,12 @@ def decode_image(
         img = img.convert("RGBA" if "A" in mode else "RGB")
         notes.append(f"{mode} converted to RGB")
     if img.mode == "1":
-        img = img.convert("L")
+        # a 1-bit image is dithered or thresholded: seen at 8 bits after a light smoothing, a face
+        # in it is as detectable as in the grey original (the 0/255 dots are not)
+        from PIL import ImageFilter
+
+        img = img.convert("L").filter(ImageFilter.GaussianBlur(1.0))
+        notes.append("1-bit image converted to smoothed 8-bit grayscale")
     if img.mode in ("RGBA", "LA"):
         alpha = np.asarray(img.getchannel("A")).copy()
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
@@ -220,12 +285,9 @@ def read_image(
     keep_metadata: bool = False,
 ) -> LoadedImage:
     """Read ``path`` into a :class:`LoadedImage`; errors name the file."""
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a folder, not a file") from None
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot read: {exc.strerror or exc}") from None
+    from .files import read_regular_file
+
+    data = read_regular_file(path, max_bytes=max_input_bytes(max_pixels))
     return decode_image(data, name=path, max_pixels=max_pixels, keep_metadata=keep_metadata)
 
 
