@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Mapping
@@ -24,7 +25,10 @@ from .regions import Region, Shape, region_mask, whole_image_region
 
 __all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "SCOPE_DEFAULTS"]
 
-Scope = Literal["face", "body", "person", "image"]
+#: a base scope (face, body, person, image), ``text``, a base scope with text ("face,text"), or
+#: ``all`` (= "person,text": faces, people and text)
+Scope = str
+BASE_SCOPES = ("face", "body", "person", "image")
 OnEmpty = Literal["keep", "skip", "full"]
 Method = Literal["uniform", "edi"]
 
@@ -36,7 +40,28 @@ SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "body": {"detector": "hog-person", "shape": "box", "margin": 0.05},
     "person": {"detector": "hog-person", "shape": "box", "margin": 0.05},
     "image": {"detector": None, "shape": "box", "margin": 0.0},
+    # text lines are rotated quadrilaterals already grown by the detector's unclip distance
+    "text": {"detector": "text", "shape": "mask", "margin": 0.0},
 }
+
+
+def normalize_scope(scope: str) -> str:
+    """``"text,face"`` -> ``"face,text"``, ``"all"`` -> ``"person,text"``; raises on anything else."""
+    parts = [p.strip().lower() for p in str(scope).split(",") if p.strip()]
+    if "all" in parts:
+        parts = [p for p in parts if p != "all"] + ["person", "text"]
+    unknown = [p for p in parts if p not in SCOPE_DEFAULTS]
+    if unknown or not parts:
+        raise AnonlensError(f"scope must be one of {', '.join(SCOPE_DEFAULTS)}, a base scope with text "
+                            f"(face,text), or all; got {scope!r}")
+    bases = sorted({p for p in parts if p in BASE_SCOPES})
+    if "person" in bases and "face" in bases:
+        bases.remove("face")  # person already holds the faces
+    if len(bases) > 1:
+        raise AnonlensError(f"scope {scope!r} combines {' and '.join(bases)}: choose one of face, body, person, image (plus text)")
+    if bases == ["image"] and "text" in parts:
+        raise AnonlensError("scope image already covers the whole frame, text included; drop text")
+    return ",".join(bases + (["text"] if "text" in parts else []))
 #: detectors whose regions are exact (the user's own): used as given unless shape/margin are set
 EXACT_DETECTORS = {"boxes": {"shape": "box", "margin": 0.0}}
 
@@ -66,12 +91,21 @@ class AnonymizeConfig:
     #: re-detect faces in every anonymized region and strengthen what still detects
     #: (:mod:`anonlens.verify`); False only on the user's explicit request
     verify: bool = True
+    #: with a text scope: keep (leave readable) the text regions whose recognised text matches this
+    #: regular expression entirely; recognition runs only when it is set
+    keep_text: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("uniform", "edi"):
             raise AnonlensError(f"method must be 'uniform' or 'edi'; got {self.method!r}")
-        if self.scope not in SCOPE_DEFAULTS:
-            raise AnonlensError(f"scope must be one of {', '.join(SCOPE_DEFAULTS)}; got {self.scope!r}")
+        object.__setattr__(self, "scope", normalize_scope(self.scope))
+        if self.keep_text is not None:
+            if not self.has_text:
+                raise AnonlensError("--keep-text needs a scope with text (e.g. --scope face,text)")
+            try:
+                re.compile(self.keep_text)
+            except re.error as exc:
+                raise AnonlensError(f"--keep-text {self.keep_text!r} is not a valid regular expression: {exc}") from None
         if self.on_empty not in ("keep", "skip", "full"):
             raise AnonlensError(f"on_empty must be keep, skip or full; got {self.on_empty!r}")
         if self.shape is not None and self.shape not in ("auto", "ellipse", "box", "mask"):
@@ -86,14 +120,28 @@ class AnonymizeConfig:
             object.__setattr__(self, name, tuple((k, _freeze(v)) for k, v in getattr(self, name)))
 
     @property
+    def base_scope(self) -> str | None:
+        """face, body, person or image; None for text alone."""
+        base = self.scope.split(",")[0]
+        return base if base in BASE_SCOPES else None
+
+    @property
+    def has_text(self) -> bool:
+        return self.scope.split(",")[-1] == "text"
+
+    @property
+    def main_scope(self) -> str:
+        return self.base_scope or "text"
+
+    @property
     def detector_name(self) -> str | None:
-        if self.scope == "image":
+        if self.main_scope == "image":
             return None
-        return self.detector or SCOPE_DEFAULTS[self.scope]["detector"]
+        return self.detector or SCOPE_DEFAULTS[self.main_scope]["detector"]
 
     def _default(self, key: str) -> Any:
         exact = EXACT_DETECTORS.get(self.detector_name or "")
-        return (exact or SCOPE_DEFAULTS[self.scope])[key]
+        return (exact or SCOPE_DEFAULTS[self.main_scope])[key]
 
     @property
     def region_shape(self) -> Shape:
@@ -177,7 +225,18 @@ class Anonymizer:
             self.detector = create_detector(name, **dict(self.config.detector_options))
         self.operator = operator or create_operator(self.config.operator, **_thaw(dict(self.config.operator_options)))
         # person scope: the face detector always runs too; its regions get the face defaults
-        self.face_detector: Detector | None = create_detector("centerface") if self.config.scope == "person" else None
+        self.face_detector: Detector | None = create_detector("centerface") if self.config.base_scope == "person" else None
+        # a base scope with text: the text detector runs too; its regions get the text defaults
+        self.text_detector: Detector | None = (create_detector("text") if self.config.has_text and self.config.base_scope
+                                               else None)
+        text_probe = self.text_detector or (self.detector if self.detector is not None and self.detector.label == "text" else None)
+        self._text_probe = text_probe if self.config.verify else None
+        self._recognizer = None
+        if self.config.keep_text is not None:
+            from .detectors.text import TextRecognizer
+
+            self._recognizer = TextRecognizer()
+            self._keep = re.compile(self.config.keep_text)
         self.verifier = None
         if self.config.verify and self.config.method != "edi":
             from .verify import FaceVerifier
@@ -204,7 +263,7 @@ class Anonymizer:
     def match_inputs(self, keys: list[str]) -> dict[str, Any]:
         """Merge :meth:`Detector.match_inputs` over this anonymizer's detectors."""
         merged: dict[str, Any] = {"sources": {}, "unmatched": [], "ambiguous": []}
-        for det in (self.detector, self.face_detector):
+        for det in (self.detector, self.face_detector, self.text_detector):
             if det is not None:
                 m = det.match_inputs(keys)
                 merged["sources"].update(m.get("sources", {}))
@@ -224,6 +283,9 @@ class Anonymizer:
             "on_empty": self.config.on_empty,
             "method": self.config.method,
             "verify": None if self.verifier is None else self.verifier.options(),
+            **({"text_detector": {"name": self.text_detector.name, "options": _opts(self.text_detector),
+                                  **_runtime(self.text_detector)}} if self.text_detector is not None else {}),
+            **({"keep_text": self.config.keep_text} if self.config.keep_text is not None else {}),
             **({"edi": {**json.loads(json.dumps(asdict(self.edi), default=_jsonable)), "oracle_options": _opts(self.oracle)}}
                if self.edi is not None else {}),
         }
@@ -233,11 +295,30 @@ class Anonymizer:
 
     def detect_parts(self, image: np.ndarray, *, source: str | None = None) -> list[tuple[Region, str]]:
         """Regions with the part of the scope that found them: ``face`` (the face detector of the
-        person scope) or ``main`` (the scope's own detector)."""
+        person scope), ``text`` (the text detector of a scope with text) or ``main`` (the scope's
+        own detector)."""
         if self.detector is None:
             return [(whole_image_region(*image.shape[:2]), "main")]
         faces = [] if self.face_detector is None else [(r, "face") for r in self.face_detector.detect(image)]
-        return faces + [(r, "main") for r in self.detector.detect(image, source=source)]
+        texts = [] if self.text_detector is None else [(r, "text") for r in self.text_detector.detect(image)]
+        return faces + [(r, "main") for r in self.detector.detect(image, source=source)] + texts
+
+    def keep_readable(self, image: np.ndarray, found: list[tuple[Region, str]]) -> tuple[list[tuple[Region, str]], list[dict[str, Any]]]:
+        """With ``keep_text``: split off the text regions whose recognised text matches it
+        entirely; they stay readable and are recorded (their text included: it is in the release
+        anyway). The text of the regions that are anonymized is never recorded."""
+        if self._recognizer is None:
+            return found, []
+        from .detectors.text import rotated_crop
+
+        texts = [i for i, (r, _) in enumerate(found) if r.label == "text" and r.polygon is not None]
+        read = self._recognizer([rotated_crop(image, found[i][0].polygon) for i in texts])
+        kept_idx, kept = set(), []
+        for i, (text, conf) in zip(texts, read):
+            if text.strip() and self._keep.fullmatch(text.strip()):
+                kept_idx.add(i)
+                kept.append({**found[i][0].to_dict(), "text": text.strip(), "confidence": round(conf, 4)})
+        return [f for i, f in enumerate(found) if i not in kept_idx], kept
 
     def _geometry(self, region: Region, part: str) -> tuple[str, float]:
         """Region shape and margin: the user's, else the face defaults for faces the person scope
@@ -245,6 +326,9 @@ class Anonymizer:
         cfg = self.config
         if region.label == "image":
             return "box", 0.0
+        if part == "text":
+            text = SCOPE_DEFAULTS["text"]
+            return cfg.shape or text["shape"], float(cfg.margin if cfg.margin is not None else text["margin"])
         if part in ("face", "verification"):
             face = SCOPE_DEFAULTS["face"]
             return cfg.shape or face["shape"], float(cfg.margin if cfg.margin is not None else face["margin"])
@@ -272,11 +356,11 @@ class Anonymizer:
             mask = region_mask(region, image.shape, shape=shape, margin=margin)
             entry: dict[str, Any] = {}
             before = out
-            if self.edi is not None:
+            if self.edi is not None and region.label != "text":  # EDI's oracle judges identity, not text
                 out, p, entry["edi"] = self._apply_edi(image, out, mask, region, rng)
             else:
                 out, p = self.operator(out, mask, region, rng=rng)
-            if self.verifier is not None:
+            if self.verifier is not None or (region.label == "text" and self._text_probe is not None):
                 out, p, entry["verification"] = self._verify(before, out, mask, region, p, rng)
             if part == "verification":
                 entry["found_by"] = "verification"
@@ -286,13 +370,18 @@ class Anonymizer:
         return out, params
 
     def _verify(self, before, out, mask, region, params, rng):
-        """Re-detect a face over ``region`` of ``out``; strengthen the operator on the schedule,
-        then fall back to a solid mask, while it still detects (:mod:`anonlens.verify`)."""
+        """Re-detect a face (a text region: text) over ``region`` of ``out``; strengthen the
+        operator on the schedule, then fall back to a solid mask, while it still detects
+        (:mod:`anonlens.verify`)."""
         from .operators import functional as OF
         from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN
 
-        thr = self.verifier.threshold
-        score = self.verifier.residual(out, region.box)
+        if region.label == "text":
+            probe = self._text_probe
+            thr, residual = probe.threshold, (lambda img: probe.residual(img, region.box))  # noqa: E731
+        else:
+            thr, residual = self.verifier.threshold, (lambda img: self.verifier.residual(img, region.box))  # noqa: E731
+        score = residual(out)
         attempts = [score]
         action = "passed"
         step = 0
@@ -303,18 +392,18 @@ class Anonymizer:
                 break
             out = self.operator.apply_params(before, mask, stronger, rng=rng)
             params, action = stronger, "strengthened"
-            score = self.verifier.residual(out, region.box)
+            score = residual(out)
             attempts.append(score)
         if score >= thr:
             out = OF.fill(before, mask, color=(0, 0, 0))
             params, action = {"fallback": "mask", "color": [0, 0, 0], "operator_params": params}, "masked"
-            score = self.verifier.residual(out, region.box)
+            score = residual(out)
             attempts.append(score)
         if score >= thr:  # the head's outline around the mask still looks like a face: mask wider
             wide = region_mask(region, before.shape, shape="box", margin=WIDE_MASK_MARGIN)
             out = OF.fill(before, mask | wide, color=(0, 0, 0))
             params = {**params, "wide_box_margin": WIDE_MASK_MARGIN}
-            score = self.verifier.residual(out, region.box)
+            score = residual(out)
             attempts.append(score)
         return out, params, {"residual_score": score, "action": action, "scores": attempts}
 
@@ -358,9 +447,11 @@ class Anonymizer:
 
     def __call__(self, image: np.ndarray, *, source: str | None = None) -> AnonymizationResult:
         image = as_rgb_uint8(image)
-        found = self.detect_parts(image, source=source)
+        found, kept = self.keep_readable(image, self.detect_parts(image, source=source))
         regions = [r for r, _ in found]
         record: dict[str, Any] = self.describe()
+        if self._recognizer is not None:
+            record["kept_text"] = kept
         rng = self.operator.rng_for(source) if self.operator.stochastic else None
         if regions:
             out, params = self.apply(image, regions, source=source, parts=[p for _, p in found], rng=rng)
@@ -424,8 +515,10 @@ def anonymize(
     method: Method = "uniform",
     method_options: Mapping[str, Any] | None = None,
     verify: bool = True,
+    keep_text: str | None = None,
 ) -> AnonymizationResult:
-    """Anonymize the faces (``scope="face"``), people (``"body"``) or whole ``image``.
+    """Anonymize the faces (``scope="face"``), people (``"body"``), text (``"text"``, or with a
+    base scope: ``"face,text"``; ``"all"``: faces, people and text) or whole ``image``.
 
     Detectors and operators given by name are created once per process and reused; instances
     are used as given. ``image`` is ``(H, W, 3)`` uint8 RGB (see :mod:`anonlens.checks`); the
@@ -451,6 +544,7 @@ def anonymize(
         method=method,
         method_options=tuple(sorted((method_options or {}).items())),
         verify=verify,
+        keep_text=keep_text,
     )
     if isinstance(detector, Detector) or isinstance(operator, Operator):
         anon = Anonymizer(

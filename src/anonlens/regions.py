@@ -39,6 +39,8 @@ class Region:
     label: str = "face"
     mask: np.ndarray | None = field(default=None, repr=False)
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    #: a (K, 2) outline in pixels (e.g. a rotated text line); rasterized on demand as the region's mask
+    polygon: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def width(self) -> float:
@@ -62,7 +64,19 @@ class Region:
         }
         if self.landmarks is not None:
             out["landmarks"] = np.round(np.asarray(self.landmarks, float), 2).tolist()
+        if self.polygon is not None:
+            out["polygon"] = np.round(np.asarray(self.polygon, float), 2).tolist()
         return out
+
+    def outline_mask(self, height: int, width: int) -> np.ndarray | None:
+        """The region's own mask, or its polygon rasterized (None when it has neither)."""
+        if self.mask is not None:
+            return np.asarray(self.mask, bool)
+        if self.polygon is None:
+            return None
+        out = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(out, [np.rint(np.asarray(self.polygon, np.float64)).astype(np.int32)], 1)
+        return out.astype(bool)
 
 
 def whole_image_region(height: int, width: int) -> Region:
@@ -99,12 +113,13 @@ def region_mask(
     (16, True, False)
     """
     height, width = int(image_shape[0]), int(image_shape[1])
+    own = region.mask is not None or region.polygon is not None
     if shape == "auto":
-        shape = "mask" if region.mask is not None else "ellipse"
+        shape = "mask" if own else "ellipse"
     if shape == "mask":
-        if region.mask is None:
+        if not own:
             raise ValueError("shape='mask' needs a region with a mask; this detector gives boxes only")
-        mask = np.asarray(region.mask, bool)
+        mask = region.outline_mask(height, width)
         if mask.shape != (height, width):
             raise ValueError(f"region mask has shape {mask.shape}; the image is {(height, width)}")
         radius = int(round(margin * region.size))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["sample_images", "write_samples", "face_scene", "ASTRONAUT_FACE"]
+__all__ = ["sample_images", "write_samples", "face_scene", "paste_text", "ASTRONAUT_FACE"]
 
 #: the astronaut's face in scikit-image's photo (dlib's box, x1, y1, x2, y2)
 ASTRONAUT_FACE = (175, 76, 266, 167)
@@ -70,3 +70,21 @@ def face_scene(width: int, height: int, face: int, background: np.ndarray | None
     canvas[dy : dy + ch, dx : dx + cw] = crop[sy : sy + ch, sx : sx + cw]
     box = (ox + (x1 - X1) * f, oy + (y1 - Y1) * f, ox + (x2 - X1) * f, oy + (y2 - Y1) * f)
     return canvas, (max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3]))
+
+
+def paste_text(image, text: str, xy: tuple[int, int], *, size: int, angle: float = 0.0, contrast: str = "high") -> tuple[int, int, int, int]:
+    """Draw ``text`` on a plate (a badge, a sign, a licence plate) onto the PIL ``image`` in place,
+    with Pillow's built-in scalable font at ``size`` px, rotated by ``angle`` degrees; ``contrast``
+    ``high`` (black on white) or ``low`` (grey 95 on grey 150). Returns the plate's bounding box
+    ``(x1, y1, x2, y2)``: the rendered test set of the text detector's tests and benchmark."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=size)
+    bb = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    w, h = bb[2] - bb[0] + size, bb[3] - bb[1] + size
+    bg, fg = ((255, 255, 255, 255), (0, 0, 0, 255)) if contrast == "high" else ((150, 150, 150, 255), (95, 95, 95, 255))
+    layer = Image.new("RGBA", (w, h), bg)
+    ImageDraw.Draw(layer).text((size // 2 - bb[0], size // 2 - bb[1]), text, font=font, fill=fg)
+    layer = layer.rotate(angle, expand=True, resample=Image.BICUBIC)
+    image.paste(layer, xy, layer)
+    return (xy[0], xy[1], xy[0] + layer.width, xy[1] + layer.height)

@@ -210,6 +210,22 @@ register_weights(WeightSpec(
     package=("anonlens", "detectors/models/centerface.onnx"),
 ))
 register_weights(WeightSpec(
+    name="ppocrv4-det",
+    filename="ppocrv4_det.onnx",
+    license="Apache-2.0 (PaddleOCR PP-OCRv4; the ONNX copy in rapidocr-onnxruntime 1.4.4), shipped inside anonlens (detectors/models/NOTICE.md)",
+    description="PP-OCRv4 text detection (DB, ONNX)",
+    sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+    package=("anonlens", "detectors/models/ppocrv4_det.onnx"),
+))
+register_weights(WeightSpec(
+    name="ppocrv4-rec",
+    filename="ppocrv4_rec.onnx",
+    license="Apache-2.0 (PaddleOCR PP-OCRv4; the ONNX copy in rapidocr-onnxruntime 1.4.4), shipped inside anonlens (detectors/models/NOTICE.md)",
+    description="PP-OCRv4 text recognition (CTC, ONNX, character list in its metadata)",
+    sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
+    package=("anonlens", "detectors/models/ppocrv4_rec.onnx"),
+))
+register_weights(WeightSpec(
     name="dlib-face-recognition",
     filename="dlib_face_recognition_resnet_model_v1.dat",
     license="CC0 / public domain (Davis King), shipped by face-recognition-models",

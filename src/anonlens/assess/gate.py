@@ -12,10 +12,19 @@ image:
 - **residual face**: the face detector still finds a face there (score >= 0.2, the verification
   of :mod:`anonlens.verify`).
 
+Text (when the run's scope had text, or ``check --text``): every text region the text detector
+finds in the original is checked in the anonymized image at the same place:
+
+- **text-readable**: the recogniser reads there what it reads in the original (similarity >= 0.8,
+  at least 2 characters): the text is still readable;
+- **residual-text**: the text detector still finds text there (score >= its threshold, 0.5).
+
+Regions the run kept on purpose (``--keep-text``, recorded in the manifest) are not counted.
+
 Every image gets one verdict, the worst that applies, in this order: ``not-evaluated`` (missing
-or unreadable file, or no output was written), ``re-identified``, ``residual-face``,
-``nothing-found`` (no detector finds a face in the original and no person has reviewed it) and
-``passed``. A person accepts a nothing-found or not-evaluated image by listing it in a reviewed
+or unreadable file, or no output was written), ``re-identified``, ``text-readable``,
+``residual-face``, ``residual-text``, ``nothing-found`` (no detector finds a face, nor text when
+text is checked, in the original and no person has reviewed it) and ``passed``. A person accepts a nothing-found or not-evaluated image by listing it in a reviewed
 file (one path per line). The release passes only when every image passes.
 """
 
@@ -35,7 +44,9 @@ from .pairs import Pair, split_manifest
 __all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "read_reviewed", "manifest_pairs", "pairs_from_scores"]
 
 #: worst first: an image's verdict is the first of these that applies
-VERDICTS = ("not-evaluated", "re-identified", "residual-face", "nothing-found", "passed")
+VERDICTS = ("not-evaluated", "re-identified", "text-readable", "residual-face", "residual-text", "nothing-found", "passed")
+#: a text region counts as still readable when what is read there matches the original this much
+TEXT_SIMILARITY = 0.8
 #: verdicts a person may accept by listing the image in the reviewed file
 REVIEWABLE = ("not-evaluated", "nothing-found")
 
@@ -49,6 +60,7 @@ class ImageVerdict:
     problems: list[str] = field(default_factory=list)
     faces: list[dict[str, Any]] = field(default_factory=list)
     reviewed: bool = False
+    texts: list[dict[str, Any]] | None = None  # None: text not checked
 
     @property
     def passed(self) -> bool:
@@ -83,10 +95,19 @@ class GateResult:
             "faces_reidentified": len(reid),
             "reid_rate": round(len(reid) / len(faces), 6) if faces else None,
             "faces_with_residual_detection": sum(f["residual"] for f in faces),
+            **self._text_summary(),
             "threshold": self.threshold,
             "residual_threshold": self.residual_threshold,
             "failing": [i.anonymized or i.original or i.key for i in self.failing],
         }
+
+    def _text_summary(self) -> dict[str, Any]:
+        checked = [i for i in self.images if i.texts is not None]
+        if not checked:
+            return {"text_checked": False}
+        texts = [t for i in checked for t in i.texts]
+        return {"text_checked": True, "text_regions": len(texts), "text_readable": sum(t["readable"] for t in texts),
+                "text_still_detected": sum(t["detected"] for t in texts)}
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "per_image": [asdict(i) for i in self.images]}
@@ -112,7 +133,25 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
     """Pairs of an `anonlens anonymize` run, and a not-evaluated verdict for each image of the
     run that has no output (failed or skipped): a gate never passes an image it did not see."""
     pairs, without = split_manifest(manifest_path)
+    from ..pipeline import normalize_scope
+
     missing = []
+    records = {}
+    try:
+        import json
+
+        from ..audit import find_manifest
+
+        doc = json.loads(find_manifest(manifest_path).read_text(encoding="utf-8"))
+        scope = (doc.get("options", {}).get("anonymize") or {}).get("scope", "face")
+        records = {str(Path(r["output"])): r for r in doc.get("images", []) if r.get("output")}
+        has_text = normalize_scope(scope).endswith("text")
+    except (AnonlensError, ValueError, OSError):
+        has_text = False
+    for pair in pairs:
+        rec = records.get(str(pair.anonymized), {})
+        pair.extra["check_text"] = has_text
+        pair.extra["kept_text"] = [k["box"] for k in rec.get("kept_text", [])]
     for r in without:
         if r.get("status") == "ignored":
             continue
@@ -186,8 +225,11 @@ def release_gate(
     reviewed: Iterable[str] = (),
     unevaluated: Sequence[ImageVerdict] = (),
     progress: Callable[[int], None] | None = None,
+    text: bool = False,
 ) -> GateResult:
-    """A verdict for every pair (and the ``unevaluated`` images from :func:`manifest_pairs`)."""
+    """A verdict for every pair (and the ``unevaluated`` images from :func:`manifest_pairs`).
+    Text is checked when ``text`` or the pair says so (``pair.extra["check_text"]``: the run's
+    scope had text)."""
     from ..io import read_image
 
     reviewed = set(reviewed)
@@ -208,6 +250,8 @@ def release_gate(
             boxes = checker.face_boxes(original)
             anon_faces = checker.embedder.embed_all(anonymized) if boxes else []
             item.faces = [checker.check_face(original, anonymized, b, by, anon_faces) for b, by in boxes]
+            if text or pair.extra.get("check_text"):
+                item.texts = _check_text(original, anonymized, pair.extra.get("kept_text", []))
         except AnonlensError as exc:
             item.verdict, item.problems = "not-evaluated", [str(exc)]
         except Exception as exc:  # fail closed: an image the gate could not check never passes
@@ -219,11 +263,21 @@ def release_gate(
                     item.problems.append(f"face {i} at {f['box']} re-identified (identity distance {d:.3f} < {threshold})")
                 if f["residual"]:
                     item.problems.append(f"face {i} at {f['box']} still detected as a face (score {f['residual_score']:.2f} >= {residual_threshold})")
+            texts = item.texts or []
+            for i, t in enumerate(texts, 1):
+                if t["readable"]:
+                    item.problems.append(f"text {i} at {t['box']} still readable (read back with similarity {t['similarity']:.2f})")
+                elif t["detected"]:
+                    item.problems.append(f"text {i} at {t['box']} still detected as text (score {t['residual_score']:.2f})")
             if any(f["reidentified"] for f in item.faces):
                 item.verdict = "re-identified"
+            elif any(t["readable"] for t in texts):
+                item.verdict = "text-readable"
             elif any(f["residual"] for f in item.faces):
                 item.verdict = "residual-face"
-            elif not item.faces:
+            elif any(t["detected"] for t in texts):
+                item.verdict = "residual-text"
+            elif not item.faces and not texts:
                 item.verdict, item.problems = "nothing-found", ["no face detector finds a face in the original: a person must review it"]
         if progress is not None:
             progress(n)
@@ -232,3 +286,35 @@ def release_gate(
             item.reviewed, item.verdict = True, "passed"
             item.problems.append("accepted by a person (reviewed list)")
     return GateResult(sorted(items, key=lambda i: (VERDICTS.index(i.verdict), i.key)), float(threshold), float(residual_threshold))
+
+
+@lru_cache(maxsize=1)
+def _text_models():
+    from ..detectors import create_detector
+    from ..detectors.text import TextRecognizer
+
+    return create_detector("text"), TextRecognizer()
+
+
+def _check_text(original, anonymized, kept_boxes) -> list[dict[str, Any]]:
+    """Every text region of the original (except those kept on purpose), checked in the
+    anonymized image: still detected there, and still read as the same text. The text itself is
+    not recorded (it may be a name)."""
+    import difflib
+
+    from ..detectors.text import rotated_crop
+
+    detector, recognizer = _text_models()
+    found = [r for r in detector.detect(original) if not any(box_iou(r.box, k) > 0.5 for k in kept_boxes)]
+    if not found:
+        return []
+    before = recognizer([rotated_crop(original, r.polygon) for r in found])
+    after = recognizer([rotated_crop(anonymized, r.polygon) for r in found])
+    out = []
+    for r, (a, _), (b, _) in zip(found, before, after):
+        a, b = a.strip(), b.strip()
+        sim = difflib.SequenceMatcher(None, a, b).ratio() if len(a) >= 2 and b else 0.0
+        score = detector.residual(anonymized, r.box)
+        out.append({"box": [round(float(v), 1) for v in r.box], "score": round(float(r.score), 4), "residual_score": score,
+                    "detected": score >= detector.threshold, "similarity": round(sim, 3), "readable": sim >= TEXT_SIMILARITY})
+    return out

@@ -196,6 +196,9 @@ def write_report(
         verdict = str(gate.get("verdict", "fail"))
         parts.append(f"<p class='verdict {'pass' if verdict == 'pass' else 'fail'}'>Release verdict: {html.escape(verdict.upper())}"
                      f" &mdash; {len(gate.get('failing', []))} of {gate.get('images', 0)} image(s) fail ({counts})</p>")
+        if gate.get("text_checked"):
+            parts.append(f"<p>Text: {gate.get('text_regions', 0)} region(s) in the originals, {gate.get('text_readable', 0)} still "
+                         f"readable, {gate.get('text_still_detected', 0)} still detected in the anonymized images.</p>")
         failing = [i for i in gate.get("per_image", []) if i.get("verdict") != "passed"]
         if failing:
             items = "".join(f"<li><span class='badge {html.escape(i['verdict'])}'>{html.escape(i['verdict'])}</span> "

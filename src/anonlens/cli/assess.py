@@ -206,13 +206,15 @@ def check_cmd(
     reviewed: Optional[Path] = typer.Option(None, help="Text file, one path per line: images a person has looked at and accepts (for nothing-found or not-evaluated images)."),
     threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
     residual_threshold: float = typer.Option(0.2, help="Face-detector score at or above which an anonymized face still counts as a face."),
+    text: bool = typer.Option(False, "--text", help="Also check text (name tags, plates, signs): is it still detected, still readable? On by itself when the run's scope had text."),
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (every image, its verdict and problems)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Gate a data release: a verdict for every image, exit 0 only when every image passes.
 
     Faces are counted in the originals by every face detector (multi-scale CenterFace and dlib).
-    Verdicts, worst first: not-evaluated, re-identified, residual-face (still detected as a face),
+    Verdicts, worst first: not-evaluated, re-identified, text-readable (text read back as in the
+    original), residual-face (still detected as a face), residual-text (still detected as text),
     nothing-found (no face found and not reviewed), passed. Exit 1 when any image fails; every
     failing file is named.
     """
@@ -224,7 +226,8 @@ def check_cmd(
             pair_list, missing = pairs_from_dirs(anonymized, original), []
         else:
             pair_list, missing = manifest_pairs(anonymized)
-        result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold)
+        result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold,
+                                     text=text)
     except AnonlensError as exc:
         _fail(str(exc))
     summary = result.summary()
@@ -237,7 +240,9 @@ def check_cmd(
         rate = "n/a" if summary["reid_rate"] is None else f"{summary['reid_rate']:.3f}"
         colour = "green" if result.verdict == "pass" else "red"
         out_console.print(f"[{colour}]{result.verdict.upper()}[/]: {len(result.failing)} of {summary['images']} image(s) fail ({counts}); "
-                          f"{summary['faces']} face(s) in the originals, re-identification rate {rate} (threshold {threshold})")
+                          f"{summary['faces']} face(s) in the originals, re-identification rate {rate} (threshold {threshold})"
+                          + (f"; {summary['text_regions']} text region(s), {summary['text_readable']} still readable, "
+                             f"{summary['text_still_detected']} still detected" if summary["text_checked"] else ""))
     raise typer.Exit(0 if result.verdict == "pass" else 1)
 
 
@@ -417,9 +422,8 @@ def assess_anonymize_run(report, quiet: bool, json_out: bool):
     """`anonymize --assess`: score the run's own outputs into the audit folder (never the
     release folder: the scores name the originals), add the result to the run's manifest."""
     from ..assess import pairs_from_manifest
-    from ..metrics import DEFAULT_METRICS
-
     from ..audit import AuditLayout
+    from ..metrics import DEFAULT_METRICS
 
     pairs = pairs_from_manifest(report.manifest_path)
     if not pairs:

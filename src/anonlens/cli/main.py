@@ -80,7 +80,8 @@ def _root(
 def anonymize_cmd(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively).", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Release folder: only the anonymized images go here, mirroring the input tree. New or empty (see --resume, --overwrite); never inside an input folder nor around one."),
-    scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame)."),
+    scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame); text (name tags, plates, signs, screens, documents). Combine text with one of the others: face,text (portraits with name tags; street imagery: faces and plates), person,text; all = person,text."),
+    keep_text: Optional[str] = typer.Option(None, "--keep-text", help="With a text scope: leave readable the text regions whose recognised text matches this regular expression entirely (e.g. 'EXIT|STOP'); recognition runs only then. Default: every text region is anonymized."),
     detector: Optional[str] = typer.Option(None, help="Detector name (see `anonlens detectors`). Default: centerface for faces, hog-person for bodies."),
     threshold: Optional[float] = typer.Option(None, help="Detector score threshold (detector's default if omitted)."),
     boxes: Optional[Path] = typer.Option(None, help="Your own regions: JSON or CSV of boxes/polygons per image (uses the 'boxes' detector)."),
@@ -162,6 +163,7 @@ def anonymize_cmd(
             method=method,  # type: ignore[arg-type]
             method_options=method_opts,
             verify=not no_verify,
+            keep_text=keep_text,
         )
         # Build the detector and operator once here, so that a wrong name or option, or missing
         # weights, is one clear error before any file is touched.

@@ -1,8 +1,8 @@
-"""Detectors: a registry of named region finders (faces, people, user-supplied regions).
+"""Detectors: a registry of named region finders (faces, people, text, user-supplied regions).
 
 >>> from anonlens.detectors import list_detectors
 >>> list_detectors()
-['boxes', 'centerface', 'dlib-hog', 'hog-person', 'maskrcnn-person']
+['boxes', 'centerface', 'dlib-hog', 'hog-person', 'maskrcnn-person', 'text']
 >>> list_detectors(label="face")
 ['centerface', 'dlib-hog']
 """
@@ -18,6 +18,7 @@ from .centerface import CenterFace
 from .dlib_hog import DlibHOG
 from .hog_person import HOGPerson
 from .maskrcnn import MaskRCNNPerson
+from .text import TextDetector
 
 __all__ = ["Detector", "DETECTORS", "create_detector", "list_detectors", "nms"]
 
@@ -28,6 +29,9 @@ DETECTORS.add("centerface", CenterFace, label="face", weights="centerface", offl
 DETECTORS.add("dlib-hog", DlibHOG, label="face", weights=None, offline=True)
 DETECTORS.add("hog-person", HOGPerson, label="person", weights=None, offline=True)
 DETECTORS.add("boxes", Boxes, label="region", weights=None, offline=True)
+DETECTORS.add("text", TextDetector, label="text", weights="ppocrv4-det", offline=True,
+              summary="Scene text (name tags, plates, signs, screens, documents) as rotated quadrilaterals: PP-OCRv4 detection "
+                      "on OpenVINO, shipped inside anonlens, plus a 960 px pass for large text.")
 DETECTORS.add("maskrcnn-person", MaskRCNNPerson, label="person", weights="maskrcnn-resnet50-fpn-coco", offline=False, extra="learn")
 
 
