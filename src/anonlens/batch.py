@@ -33,10 +33,12 @@ from .io import (
     FORMAT_BY_SUFFIX,
     SUFFIX_BY_FORMAT,
     UNSUPPORTED_IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
     atomic_writer,
     decode_image,
     discover_inputs,
     encode_image,
+    hash_regular_file,
     is_within,
     max_input_bytes,
     metadata_problems,
@@ -46,6 +48,7 @@ from .io import (
     write_atomic,
 )
 from .pipeline import AnonymizeConfig, cached_anonymizer
+from .video.anonymize import VideoOptions
 
 __all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch", "BatchReport", "check_output_dir"]
 
@@ -66,6 +69,7 @@ class BatchOptions:
     resume: bool = False
     workers: int = 0  # 0: automatic (see _effective_workers)
     threads_per_worker: int | None = None
+    video: VideoOptions = field(default_factory=VideoOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in asdict(self).items() if k != "config"}, "anonymize": self.config.to_dict()}
@@ -91,7 +95,7 @@ def _record_base(task: FileTask) -> dict[str, Any]:
     return {"input": task.src, "output": None, "key": task.key, "status": "failed"}
 
 
-def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
+def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Anonymize one file; return its manifest record. Never raises for a bad image.
 
     Fail closed: when reading, detection, the operator, encoding or the metadata check fails,
@@ -110,10 +114,13 @@ def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
         if not task.supported:
             suffix = Path(task.src).suffix or "no extension"
             if task.explicit or suffix.lower() in UNSUPPORTED_IMAGE_SUFFIXES:
-                raise ImageReadError(task.src, f"unsupported file type {suffix}; supported: jpg, png, bmp, tif, webp")
+                raise ImageReadError(task.src, f"unsupported file type {suffix}; supported: jpg, png, bmp, tif, webp; "
+                                               "videos: mp4, m4v, mov, mkv, avi, webm")
             rec["status"] = "ignored"
             rec["reason"] = f"not an image file type ({suffix})"
             return rec
+        if Path(task.src).suffix.lower() in VIDEO_SUFFIXES:
+            return _process_video(task, options, rec, on_frame)
         data = read_regular_file(task.src, max_bytes=max_input_bytes(options.max_pixels))
         rec["input_sha256"] = sha256_bytes(data)
         loaded = decode_image(data, name=task.src, max_pixels=options.max_pixels, keep_metadata=options.keep_metadata)
@@ -155,6 +162,25 @@ def process_file(task: FileTask, options: BatchOptions) -> dict[str, Any]:
         rec["error"] = f"{task.src}: {type(exc).__name__}: {exc}"
     finally:
         rec["seconds"] = round(time.perf_counter() - started, 4)
+    return rec
+
+
+def _process_video(task: FileTask, options: BatchOptions, rec: dict[str, Any], on_frame) -> dict[str, Any]:
+    """One video (see :mod:`anonlens.video`); errors propagate to :func:`process_file`'s handlers."""
+    from .extras import require_extra
+    from .video.anonymize import anonymize_video
+
+    require_extra("video", f"{task.src}: videos")
+    rec["input_sha256"] = hash_regular_file(task.src)
+    anonymizer = cached_anonymizer(options.config)
+    progress = (lambda done, total: on_frame(task.src, done, total)) if on_frame is not None else None
+    result = anonymize_video(task.src, task.dst, anonymizer, options.video, tmp_dir=task.tmp_dir, on_empty=options.config.on_empty,
+                             source=task.key, on_frame=progress, max_pixels=options.max_pixels)
+    rec.update(anonymizer.describe())
+    rec.update(result)
+    if result.get("output", task.dst) is not None and rec["status"] != "skipped":
+        rec["output"] = task.dst
+        rec["output_sha256"] = hash_regular_file(task.dst)
     return rec
 
 
@@ -286,6 +312,11 @@ class BatchReport:
     def add(self, rec: dict[str, Any]) -> None:
         self.counts[rec["status"]] = self.counts.get(rec["status"], 0) + 1
         self.regions += len(rec.get("regions", []))
+        per_frame = rec.get("regions_per_frame")  # a video: regions summed over its frames
+        if per_frame:
+            self.regions += per_frame["regions"]
+            for action, n in per_frame["verification"].items():
+                self.verification[action] = self.verification.get(action, 0) + n
         for region in rec.get("regions", []) + rec.get("full_frame", []):
             v = region.get("verification")
             if v is not None:
@@ -414,13 +445,13 @@ def _precheck(task: FileTask, options: BatchOptions, prior: PriorRun | None) -> 
     if not prev or prev.get("status") not in _DONE or not prev.get("output") or not prev.get("output_sha256"):
         return None
     try:
-        current = sha256_bytes(read_regular_file(task.src, max_bytes=max_input_bytes(options.max_pixels)))
+        current = hash_regular_file(task.src)
     except ImageReadError:
         return None
     if current != prev.get("input_sha256"):
         return None  # the input changed: anonymize it again
     try:
-        written = sha256_bytes(read_regular_file(prev["output"]))
+        written = hash_regular_file(prev["output"])
     except ImageReadError:
         return None  # the output is gone: make it again
     if written != prev["output_sha256"]:
@@ -463,8 +494,10 @@ def run_batch(
     audit_dir: str | os.PathLike | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_frame: Callable[[str, int, int], None] | None = None,
 ) -> BatchReport:
-    """Anonymize every image under ``inputs`` into ``output_dir``; see the module docstring.
+    """Anonymize every image and video under ``inputs`` into ``output_dir``; see the module docstring.
+    ``on_frame(video, done, total)`` reports a video's frames as they are written (one worker).
 
     The records go to ``audit_dir`` (default: ``OUTPUT.anonlens-audit`` beside the output
     folder). ``progress`` is called with each finished record; ``on_start`` with the number of
@@ -535,7 +568,7 @@ def run_batch(
                     finish(pre)
                 else:
                     todo.append(t)
-            _run_tasks(todo, options, finish)
+            _run_tasks(todo, options, finish, on_frame)
         finally:
             journal.close()
 
@@ -552,13 +585,14 @@ def run_batch(
     return report
 
 
-def _run_tasks(todo: list[FileTask], options: BatchOptions, finish: Callable[[dict[str, Any]], None]) -> None:
+def _run_tasks(todo: list[FileTask], options: BatchOptions, finish: Callable[[dict[str, Any]], None],
+               on_frame: Callable[[str, int, int], None] | None = None) -> None:
     workers = _effective_workers(options.workers, len(todo), options.config)
     if workers == 1:
         if options.threads_per_worker is not None:
             _worker_init(options.threads_per_worker)
         for t in todo:
-            finish(process_file(t, options))
+            finish(process_file(t, options, on_frame))
         return
     threads = options.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
@@ -598,7 +632,7 @@ def _account_for_leftovers(report: BatchReport, out: Path, written: set[str], pr
             continue
         if mode == "overwrite" and resolved in recorded and not path.is_symlink():
             try:
-                if sha256_bytes(read_regular_file(path)) == recorded[resolved]:
+                if hash_regular_file(path) == recorded[resolved]:
                     path.unlink()
                     report.removed.append(str(path))
                     continue

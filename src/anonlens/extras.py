@@ -3,7 +3,7 @@
 The core install (``pip install anonlens``) anonymizes, inspects, scores with the classic,
 identity and detectability metrics, checks and reports without PyTorch. Everything that needs
 torch (learned metrics, LPIPS/FID/KID, EDI's saliency and white-box attacker, Mask R-CNN) is in the
-``learn`` extra. Registry entries declare the extra they need (the ``extra`` tag), commands call
+``learn`` extra; videos (PyAV, 104 MB with its FFmpeg) in the ``video`` extra. Registry entries declare the extra they need (the ``extra`` tag), commands call
 :func:`require_extra` first, so a missing extra is reported before any file is touched.
 
 >>> EXTRAS["learn"][0]
@@ -11,7 +11,7 @@ torch (learned metrics, LPIPS/FID/KID, EDI's saliency and white-box attacker, Ma
 >>> require_extra("core-does-not-exist", "x")
 Traceback (most recent call last):
 ...
-ValueError: unknown extra 'core-does-not-exist'; known: learn, tensorboard
+ValueError: unknown extra 'core-does-not-exist'; known: learn, tensorboard, video
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = ["EXTRAS", "MissingExtraError", "missing_modules", "has_extra", "requi
 EXTRAS: dict[str, tuple[str, ...]] = {
     "learn": ("torch", "torchvision", "torchmetrics", "captum", "pytorch_fid", "sklearn", "safetensors", "matplotlib"),
     "tensorboard": ("torch", "tensorboard"),
+    "video": ("av",),
 }
 
 

@@ -36,8 +36,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
+
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD, identity_distance
+from ..io import VIDEO_SUFFIXES
 from ..regions import box_iou
 from .pairs import Pair, split_manifest
 
@@ -152,6 +155,10 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
         rec = records.get(str(pair.anonymized), {})
         pair.extra["check_text"] = has_text
         pair.extra["kept_text"] = [k["box"] for k in rec.get("kept_text", [])]
+        frames = set()
+        for t in rec.get("tracks", []):
+            frames |= {t["first_frame"], t["last_frame"]} | {f for r in t.get("filled_frames", []) for f in r}
+        pair.extra["frames"] = sorted(frames)
     for r in without:
         if r.get("status") == "ignored":
             continue
@@ -243,26 +250,32 @@ def release_gate(
                 raise AnonlensError(pair.error)
             if pair.original is None:
                 raise AnonlensError("no original to compare with (give --original or a manifest)")
-            original = read_image(pair.original).rgb
-            anonymized = read_image(pair.anonymized).rgb
-            if original.shape[:2] != anonymized.shape[:2]:
-                raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
-            boxes = checker.face_boxes(original)
-            anon_faces = checker.embedder.embed_all(anonymized) if boxes else []
-            item.faces = [checker.check_face(original, anonymized, b, by, anon_faces) for b, by in boxes]
-            if text or pair.extra.get("check_text"):
-                item.texts = _check_text(original, anonymized, pair.extra.get("kept_text", []))
+            check_text = bool(text or pair.extra.get("check_text"))
+            if is_video(pair.anonymized):
+                item.faces, item.texts = [], [] if check_text else None
+                for index, original, anonymized in _video_frame_pairs(pair):
+                    faces, texts = _check_images(checker, original, anonymized, check_text, pair.extra.get("kept_text", []))
+                    item.faces += [{**f, "frame": index} for f in faces]
+                    if texts is not None:
+                        item.texts += [{**t, "frame": index} for t in texts]
+            else:
+                original = read_image(pair.original).rgb
+                anonymized = read_image(pair.anonymized).rgb
+                if original.shape[:2] != anonymized.shape[:2]:
+                    raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
+                item.faces, item.texts = _check_images(checker, original, anonymized, check_text, pair.extra.get("kept_text", []))
         except AnonlensError as exc:
             item.verdict, item.problems = "not-evaluated", [str(exc)]
         except Exception as exc:  # fail closed: an image the gate could not check never passes
             item.verdict, item.problems = "not-evaluated", [f"{type(exc).__name__}: {exc}"]
         else:
             for i, f in enumerate(item.faces, 1):
+                where = f" in frame {f['frame']}" if "frame" in f else ""
                 if f["reidentified"]:
                     d = min(v for v in (f["identity_distance"], f["identity_distance_at_position"]) if v is not None)
-                    item.problems.append(f"face {i} at {f['box']} re-identified (identity distance {d:.3f} < {threshold})")
+                    item.problems.append(f"face {i}{where} at {f['box']} re-identified (identity distance {d:.3f} < {threshold})")
                 if f["residual"]:
-                    item.problems.append(f"face {i} at {f['box']} still detected as a face (score {f['residual_score']:.2f} >= {residual_threshold})")
+                    item.problems.append(f"face {i}{where} at {f['box']} still detected as a face (score {f['residual_score']:.2f} >= {residual_threshold})")
             texts = item.texts or []
             for i, t in enumerate(texts, 1):
                 if t["readable"]:
@@ -318,3 +331,36 @@ def _check_text(original, anonymized, kept_boxes) -> list[dict[str, Any]]:
         out.append({"box": [round(float(v), 1) for v in r.box], "score": round(float(r.score), 4), "residual_score": score,
                     "detected": score >= detector.threshold, "similarity": round(sim, 3), "readable": sim >= TEXT_SIMILARITY})
     return out
+
+
+def is_video(path) -> bool:
+    return Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _check_images(checker, original, anonymized, check_text: bool, kept) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The face checks (and the text checks when asked) of one original/anonymized image pair."""
+    boxes = checker.face_boxes(original)
+    anon_faces = checker.embedder.embed_all(anonymized) if boxes else []
+    faces = [checker.check_face(original, anonymized, b, by, anon_faces) for b, by in boxes]
+    return faces, (_check_text(original, anonymized, kept) if check_text else None)
+
+
+def _video_frame_pairs(pair: Pair):
+    """The frames of a video pair the gate checks: one per second, and every frame where a track
+    of the run starts, ends, or starts or ends being filled in (``pair.extra["frames"]``)."""
+    from ..video.io import VideoReader
+
+    orig, anon = VideoReader(pair.original), VideoReader(pair.anonymized)
+    try:
+        step = max(1, int(round(orig.info.fps or 1)))
+        wanted = set(pair.extra.get("frames", []))
+        n = 0
+        for n, ((a, _), (b, _)) in enumerate(zip(orig.frames(), anon.frames()), 1):
+            i = n - 1
+            if i % step == 0 or i in wanted:
+                yield i, a, np.ascontiguousarray(b[: a.shape[0], : a.shape[1]])
+        if orig.decoded != anon.decoded:
+            raise AnonlensError(f"frame counts differ: original {orig.decoded}, anonymized {anon.decoded}")
+    finally:
+        orig.close()
+        anon.close()

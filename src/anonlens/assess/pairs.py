@@ -61,7 +61,7 @@ def pairs_from_dirs(anonymized_dir: str | os.PathLike, original_dir: str | os.Pa
         raise AnonlensError(f"original folder not found: {orig_root}")
     pairs = []
     for f in discover_inputs([anon_root]):
-        if not f.supported:
+        if f.skip or not f.supported:  # images and videos only; links and special files never read
             continue
         pair = Pair(f.rel, f.path)
         if orig_root is not None:

@@ -54,12 +54,41 @@ class ScoreResult:
     columns: list[str] = field(default_factory=list)
 
 
+@dataclass
+class FramePair(Pair):
+    """One sampled frame of a video pair, its pixels already decoded."""
+
+    frames: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+
+
+def _expand_videos(pairs: Sequence[Pair]) -> Iterable[Pair]:
+    """Image pairs as they are; a video pair becomes its sampled frames (one per second, and the
+    frames where a track of the run starts, ends or is filled in), decoded lazily, or one error."""
+    from .gate import _video_frame_pairs, is_video
+
+    for pair in pairs:
+        if pair.error or not is_video(pair.anonymized):
+            yield pair
+            continue
+        try:
+            for index, orig, anon in _video_frame_pairs(pair):
+                yield FramePair(f"{pair.key}#frame={index}", pair.anonymized, pair.original, pair.groups,
+                                {**{k: v for k, v in pair.extra.items() if k not in ("frames", "kept_text", "check_text")}, "frame": index},
+                                frames=(orig, anon))
+        except AnonlensError as exc:
+            yield Pair(pair.key, pair.anonymized, pair.original, pair.groups, {}, str(exc))
+
+
 def _load(pair: Pair, options: ScoreOptions) -> tuple[Pair, np.ndarray | None, np.ndarray | None, str | None]:
     if pair.error:
         return pair, None, None, pair.error
     try:
-        anon = read_image(pair.anonymized, max_pixels=options.max_pixels).rgb
-        orig = None if pair.original is None else read_image(pair.original, max_pixels=options.max_pixels).rgb
+        if isinstance(pair, FramePair):
+            orig, anon = pair.frames
+            pair.frames = (None, None)
+        else:
+            anon = read_image(pair.anonymized, max_pixels=options.max_pixels).rgb
+            orig = None if pair.original is None else read_image(pair.original, max_pixels=options.max_pixels).rgb
     except AnonlensError as exc:
         return pair, None, None, str(exc)
     if options.resize is not None:
@@ -116,7 +145,10 @@ def score_pairs(
             raise AnonlensError(f"metric '{m.name}' needs the original images; give --original or a pairs CSV")
     pair_metrics = [m for m in metrics if isinstance(m, Metric)]
     group_metrics = [m for m in metrics if isinstance(m, GroupMetric)]
-    extra_cols = sorted({c for p in pairs for c in p.extra})
+    from .gate import is_video
+
+    videos = any(is_video(p.anonymized) for p in pairs)
+    extra_cols = sorted({c for p in pairs for c in p.extra if c not in ("frames", "kept_text", "check_text")} | ({"frame"} if videos else set()))
     columns = ["key", "original", "anonymized", "dataset", "scope", "method", *extra_cols]
     for m in pair_metrics:
         columns += m.columns
@@ -190,7 +222,7 @@ def score_pairs(
 
         with cf.ThreadPoolExecutor(max(1, options.decode_threads)) as pool:
             window: list[cf.Future] = []
-            it = iter(pairs)
+            it = iter(_expand_videos(pairs))
             exhausted = False
             while window or not exhausted:
                 while not exhausted and len(window) < 4 * max(1, options.decode_threads) + options.batch_size:
@@ -216,8 +248,8 @@ def score_pairs(
 
     groups = {gm.name: gm.compute() for gm in group_metrics}
     summary: dict[str, Any] = {
-        "pairs": len(pairs),
-        "scored": len(pairs) - len(errors),
+        "pairs": done,
+        "scored": done - len(errors),
         "failed": len(errors),
         "seconds": round(time.perf_counter() - started, 3),
     }

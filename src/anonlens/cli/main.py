@@ -95,6 +95,8 @@ def anonymize_cmd(
     on_empty: Optional[str] = typer.Option(None, help="When nothing is found: keep (copy unchanged), skip (write nothing), full (anonymize the whole image). Default: keep, name every such image and end with exit code 3 (review needed); choosing a policy explicitly is respected (exit 0)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not re-detect faces in the anonymized regions (by default a region that still detects as a face is anonymized more strongly, then masked)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep an allow-list of harmless EXIF tags (camera, lens, exposure, date; orientation reset to 1) and the colour profile. Never thumbnails, GPS, XMP, IPTC, maker notes, serial numbers or names; checked again after encoding. Default: strip everything."),
+    detect_every: int = typer.Option(1, "--detect-every", min=1, max=5, help="Videos: run the detectors on every N-th frame only; tracks carry regions between, and new tracks are covered back to 4 frames before their first detection. Faster; a face visible for fewer than N frames can be missed. Default 1: every frame."),
+    keep_audio: bool = typer.Option(False, "--keep-audio", help="Videos: copy the first audio stream unchanged (default: audio is dropped; voices identify people too)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run recorded for OUTPUT: its outputs are rewritten or removed; the run history keeps its record."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run recorded for OUTPUT (interrupted or finished) with the same options: an image is skipped when its input is unchanged and its output still has the recorded hash; anything else is redone."),
     workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = automatic: one process for detectors that use every core themselves (centerface), else one per CPU core."),
@@ -125,6 +127,7 @@ def anonymize_cmd(
     """
     from ..batch import BatchOptions, run_batch
     from ..pipeline import AnonymizeConfig
+    from ..video.anonymize import VideoOptions
 
     det_opts = _parse_options(detector_option, "detector")
     op_opts = _parse_options(operator_option, "operator")
@@ -178,6 +181,7 @@ def anonymize_cmd(
             overwrite=overwrite,
             resume=resume,
             workers=workers,
+            video=VideoOptions(keep_audio=keep_audio, detect_every=detect_every),
         )
         report = _run_with_progress(run_batch, inputs, output, options, audit, quiet)
     except AnonlensError as exc:
@@ -236,26 +240,37 @@ def _run_with_progress(run_batch, inputs, output, options, audit, quiet):
         TextColumn("[bold]anonymizing"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed"),
+        TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
         disable=quiet,
         transient=False,
     )
-    state: dict[str, Any] = {"task": None, "failed": 0}
+    state: dict[str, Any] = {"task": None, "failed": 0, "frames": None, "video": None, "t0": 0.0}
 
     def on_start(total: int) -> None:
-        state["task"] = progress.add_task("anonymize", total=total, failed=0)
+        state["task"] = progress.add_task("anonymize", total=total, info="0 failed")
+
+    def on_frame(video: str, done: int, total: int) -> None:
+        import time
+
+        if state["video"] != video:  # a new video: its own bar, by frames, with frames per second
+            if state["frames"] is not None:
+                progress.remove_task(state["frames"])
+            state["video"], state["t0"] = video, time.perf_counter()
+            state["frames"] = progress.add_task("frames", total=total or None, info=Path(video).name)
+        fps = done / max(time.perf_counter() - state["t0"], 1e-9)
+        progress.update(state["frames"], completed=done, info=f"{Path(video).name}: {fps:.1f} frames/s")
 
     def on_record(rec: dict[str, Any]) -> None:
         if rec["status"] == "failed":
             state["failed"] += 1
             progress.console.print(f"[red]failed[/] {escape(rec.get('error', rec['input']))}")
-        progress.update(state["task"], advance=1, failed=state["failed"])
+        progress.update(state["task"], advance=1, info=f"{state['failed']} failed")
 
     with progress:
-        return run_batch(inputs, output, options, audit_dir=audit, progress=on_record, on_start=on_start)
+        return run_batch(inputs, output, options, audit_dir=audit, progress=on_record, on_start=on_start, on_frame=on_frame)
 
 
 def _report_payload(report) -> dict[str, Any]:

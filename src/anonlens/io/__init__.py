@@ -1,12 +1,23 @@
 """Image and file input/output: decoding with validation, metadata-free encoding, atomic writes."""
 
-from .files import InputFile, atomic_writer, discover_inputs, file_kind, is_within, read_regular_file, sha256_bytes, write_atomic
+from .files import (
+    InputFile,
+    atomic_writer,
+    discover_inputs,
+    file_kind,
+    hash_regular_file,
+    is_within,
+    read_regular_file,
+    sha256_bytes,
+    write_atomic,
+)
 from .images import (
     DEFAULT_MAX_PIXELS,
     FORMAT_BY_SUFFIX,
     SUFFIX_BY_FORMAT,
     SUPPORTED_SUFFIXES,
     UNSUPPORTED_IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
     LoadedImage,
     decode_image,
     encode_image,
@@ -19,6 +30,8 @@ from .metadata import KEPT_EXIF_TAGS, container_segments, metadata_problems, met
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "KEPT_EXIF_TAGS",
+    "VIDEO_SUFFIXES",
+    "hash_regular_file",
     "SUFFIX_BY_FORMAT",
     "file_kind",
     "max_input_bytes",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import AnonlensError, ImageReadError
-from .images import SUPPORTED_SUFFIXES
+from .images import SUPPORTED_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = [
     "atomic_writer",
@@ -32,6 +32,7 @@ __all__ = [
     "is_within",
     "read_regular_file",
     "file_kind",
+    "hash_regular_file",
 ]
 
 
@@ -142,6 +143,25 @@ def read_regular_file(path: str | os.PathLike, *, max_bytes: int | None = None, 
             os.close(fd)
 
 
+def hash_regular_file(path: str | os.PathLike) -> str:
+    """sha256 of a regular file, read in 1 MiB chunks (videos: never whole in memory); errors as
+    :func:`read_regular_file`'s."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        kind = file_kind(os.fstat(fh.fileno()).st_mode)
+        if kind is not None:
+            raise ImageReadError(path, f"not a regular file ({kind}); not read")
+        os.set_blocking(fh.fileno(), True)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class InputFile:
     """One file found under the inputs: where it is, its key (path relative to its input root),
@@ -156,7 +176,11 @@ class InputFile:
 
     @property
     def supported(self) -> bool:
-        return self.path.suffix.lower() in SUPPORTED_SUFFIXES
+        return self.path.suffix.lower() in SUPPORTED_SUFFIXES or self.is_video
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def _link_problem(p: Path, root_real: Path) -> str | None:

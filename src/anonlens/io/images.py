@@ -41,6 +41,7 @@ __all__ = [
     "FORMAT_BY_SUFFIX",
     "DEFAULT_MAX_PIXELS",
     "sniff_format",
+    "VIDEO_SUFFIXES",
     "max_input_bytes",
     "SUFFIX_BY_FORMAT",
 ]
@@ -57,6 +58,8 @@ FORMAT_BY_SUFFIX = {
     ".webp": "WEBP",
 }
 SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
+#: video containers anonlens reads and writes (with the ``video`` extra; see :mod:`anonlens.video`)
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})
 SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 #: (magic bytes at offset, format); formats anonlens cannot read are named so they are not missed
 _MAGIC = (
