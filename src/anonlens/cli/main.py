@@ -78,7 +78,7 @@ def _root(
 
 @app.command("anonymize")
 def anonymize_cmd(
-    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively).", show_default=False),
+    inputs: List[Path] = typer.Argument(..., help="Image and video files and/or folders (searched recursively). Videos (mp4, m4v, mov, mkv, avi, webm) need pip install 'anonlens[video]'.", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Release folder: only the anonymized images go here, mirroring the input tree. New or empty (see --resume, --overwrite); never inside an input folder nor around one."),
     scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame); text (name tags, plates, signs, screens, documents). Combine text with one of the others: face,text (portraits with name tags; street imagery: faces and plates), person,text; all = person,text."),
     keep_text: Optional[str] = typer.Option(None, "--keep-text", help="With a text scope: leave readable the text regions whose recognised text matches this regular expression entirely (e.g. 'EXIT|STOP'); recognition runs only then. Default: every text region is anonymized."),
@@ -114,7 +114,7 @@ def anonymize_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Anonymize every face (or person, or whole image) in INPUTS and write the results to OUTPUT.
+    """Anonymize every face (or person, text, or whole image) in the photos and videos of INPUTS and write the results to OUTPUT.
 
     Inputs are never modified. Each output is written atomically, without metadata, in the format
     its name says. An image that fails (unreadable, detector or operator error) gets no output at
@@ -300,7 +300,7 @@ def _print_summary(report, json_out: bool) -> None:
         return
     table = Table(title="anonlens anonymize", show_header=True, header_style="bold")
     table.add_column("result")
-    table.add_column("images", justify="right")
+    table.add_column("files", justify="right")
     labels = {
         "anonymized": "anonymized",
         "kept": "nothing found, copied unchanged (review!)",
