@@ -116,14 +116,9 @@ def anonymize_cmd(
 ) -> None:
     """Anonymize every face (or person, text, or whole image) in the photos and videos of INPUTS and write the results to OUTPUT.
 
-    Inputs are never modified. Each output is written atomically, without metadata, in the format
-    its name says. An image that fails (unreadable, detector or operator error) gets no output at
-    all, and the exit code is 1. OUTPUT holds only anonymized images: the manifest (per image the
-    regions found, every parameter and both files' hashes), the run history and --assess scores go
-    to the audit folder beside it, which links the release to the originals: keep it private.
+    Inputs are never modified. Each output is written atomically, without metadata, in the format its name says. An image that fails (unreadable, detector or operator error) gets no output at all, and the exit code is 1. OUTPUT holds only anonymized images: the manifest (per image the regions found, every parameter and both files' hashes), the run history and --assess scores go to the audit folder beside it, which links the release to the originals: keep it private.
 
-    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, or OUTPUT holds
-    files this run did not write; 2 usage or a refused run (nothing touched); 3 review needed.
+    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, or OUTPUT holds files this run did not write; 2 usage or a refused run (nothing touched); 3 review needed. 
     """
     from ..batch import BatchOptions, run_batch
     from ..pipeline import AnonymizeConfig
