@@ -263,3 +263,27 @@ def test_detecting_every_few_frames_still_covers_every_frame(face):
 
     with pytest.raises(Exception, match="at most pre_frames"):
         VideoOptions(detect_every=6)
+
+
+@pytest.mark.parametrize("suffix,codec,out_codec", [(".webm", "libvpx-vp9", "vp9"), (".avi", "mpeg4", "h264")])
+def test_other_containers(face, tmp_path, suffix, codec, out_codec):
+    src = tmp_path / "in"
+    src.mkdir()
+    clip = frames_of(face, n=10)
+    out = av.open(str(src / f"c{suffix}"), "w")
+    vs = out.add_stream(codec, rate=10)
+    vs.width, vs.height, vs.pix_fmt = 480, 270, "yuv420p"
+    for i, (canvas, _) in enumerate(clip):
+        frame = av.VideoFrame.from_ndarray(canvas, "rgb24")
+        frame.pts = i
+        for p in vs.encode(frame):
+            out.mux(p)
+    for p in vs.encode():
+        out.mux(p)
+    out.close()
+    r = runner.invoke(app, ["anonymize", str(src / f"c{suffix}"), "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "out" / f"c{suffix}")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+        assert c.streams.video[0].codec_context.name == out_codec
+    assert len(frames) == 10 and all(changed(o, a, box) > 15 for a, (o, box) in zip(frames, clip))
