@@ -170,7 +170,7 @@ def _process_video(task: FileTask, options: BatchOptions, rec: dict[str, Any], o
     from .extras import require_extra
     from .video.anonymize import anonymize_video
 
-    require_extra("video", f"{task.src}: videos")
+    require_extra("video", "reading videos")
     rec["input_sha256"] = hash_regular_file(task.src)
     anonymizer = cached_anonymizer(options.config)
     progress = (lambda done, total: on_frame(task.src, done, total)) if on_frame is not None else None

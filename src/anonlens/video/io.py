@@ -38,7 +38,7 @@ def is_video(path: str | os.PathLike) -> bool:
 
 
 def _av():
-    require_extra("video", "videos")
+    require_extra("video", "reading videos")
     import av
 
     return av
