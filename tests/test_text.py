@@ -168,3 +168,15 @@ def test_text_regions_are_recorded_with_their_polygon(street, tmp_path):
     assert len(region["polygon"]) == 4 and region["shape"] == "mask" and region["has_mask"] is False
     assert region["pixels"] < (region["box"][2] - region["box"][0]) * (region["box"][3] - region["box"][1])  # rotated, not the box
     Path(tmp_path / "x.png").write_bytes(encode(result.image))
+
+
+def test_a_text_region_without_its_outline_is_covered_by_its_box(street):
+    """A video track's filled-in text region has a box only: anonymized as a box, not an error."""
+    from anonlens.pipeline import Anonymizer, AnonymizeConfig
+    from anonlens.regions import Region
+
+    arr = np.asarray(street.convert("RGB"))
+    for scope, part in (("text", "main"), ("face,text", "text")):
+        anon = Anonymizer(AnonymizeConfig(scope=scope, operator="mask"))
+        out, params = anon.apply(arr, [Region((100, 100, 300, 140), 0.9, "text")], parts=[part])
+        assert params[0]["shape"] == "box" and (out[100:140, 100:300] == 0).all()

@@ -322,19 +322,27 @@ class Anonymizer:
 
     def _geometry(self, region: Region, part: str) -> tuple[str, float]:
         """Region shape and margin: the user's, else the face defaults for faces the person scope
-        or the verification found, else the scope's (or the exact detector's) defaults."""
+        or the verification found, else the scope's (or the exact detector's) defaults. A region
+        without an outline of its own (a video track's filled-in box) gets its box where the
+        shape would be its mask."""
+        shape, margin = self._shape_and_margin(region, part)
+        if shape == "mask" and region.mask is None and region.polygon is None:
+            shape = "box"
+        return shape, margin
+
+    def _shape_and_margin(self, region: Region, part: str) -> tuple[str, float]:
         cfg = self.config
         if region.label == "image":
             return "box", 0.0
-        if part == "text":
+        if part == "text" or (region.label == "text" and cfg.main_scope == "text"):
             text = SCOPE_DEFAULTS["text"]
             return cfg.shape or text["shape"], float(cfg.margin if cfg.margin is not None else text["margin"])
         if part in ("face", "verification"):
             face = SCOPE_DEFAULTS["face"]
             return cfg.shape or face["shape"], float(cfg.margin if cfg.margin is not None else face["margin"])
         shape = cfg.region_shape
-        if shape != "mask" and region.mask is not None and cfg.shape is None:
-            shape = "mask"  # a region with its own mask is anonymized by it unless told otherwise
+        if shape != "mask" and (region.mask is not None or region.polygon is not None) and cfg.shape is None:
+            shape = "mask"  # a region with its own outline is anonymized by it unless told otherwise
         return shape, cfg.region_margin
 
     def apply(
