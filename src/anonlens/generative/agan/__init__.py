@@ -1,5 +1,6 @@
 """A-GAN (Douglas, "Anonymizing people in images using generative adversarial networks"): the
-evaluation of a generated set. See :mod:`anonlens.generative.agan.rates`."""
+evaluation of a generated set (:mod:`~anonlens.generative.agan.rates`, numpy only) and the
+networks (:mod:`~anonlens.generative.agan.networks`, the ``learn`` extra)."""
 
 from .rates import AganRates, agan_rates, cosine_distances
 
