@@ -33,12 +33,12 @@ from .io import (
     FORMAT_BY_SUFFIX,
     SUFFIX_BY_FORMAT,
     UNSUPPORTED_IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
     atomic_writer,
     decode_image,
     discover_inputs,
     encode_image,
     hash_regular_file,
+    is_video,
     is_within,
     max_input_bytes,
     metadata_problems,
@@ -119,7 +119,7 @@ def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str,
             rec["status"] = "ignored"
             rec["reason"] = f"not an image file type ({suffix})"
             return rec
-        if Path(task.src).suffix.lower() in VIDEO_SUFFIXES:
+        if is_video(task.src):
             return _process_video(task, options, rec, on_frame)
         data = read_regular_file(task.src, max_bytes=max_input_bytes(options.max_pixels))
         rec["input_sha256"] = sha256_bytes(data)
@@ -178,7 +178,7 @@ def _process_video(task: FileTask, options: BatchOptions, rec: dict[str, Any], o
                              source=task.key, on_frame=progress, max_pixels=options.max_pixels)
     rec.update(anonymizer.describe())
     rec.update(result)
-    if result.get("output", task.dst) is not None and rec["status"] != "skipped":
+    if rec["status"] != "skipped":
         rec["output"] = task.dst
         rec["output_sha256"] = hash_regular_file(task.dst)
     return rec
@@ -243,8 +243,8 @@ def plan_tasks(
     Files inside a folder input keep their path relative to that folder; files named directly go
     to the top of ``output_dir``. A file whose name has no image extension but whose content is a
     supported image is anonymized too; its output gets the content's extension (and the record
-    says so). Raises :class:`AnonlensError` when the output folder is inside an input folder or
-    contains an input, or an input is missing; an output path claimed twice becomes a failing task.
+    says so). Raises :class:`AnonlensError` when an input is missing; an output path claimed twice
+    becomes a failing task. (:func:`run_batch` first refuses outputs inside or around an input.)
     """
     out = Path(output_dir)
     inputs = [Path(p) for p in inputs]
@@ -544,12 +544,15 @@ def run_batch(
         if on_start:
             on_start(len(tasks))
         index: dict[str, int] = {}  # input -> offset of its (last) record in the journal
+        outputs: dict[str, str] = {}  # input -> its output (resolved), for the leftover check
         journal = open(journal_path, "ab")
         replace_notes: dict[str, str] = {}
 
         def finish(rec: dict[str, Any]) -> None:
             if rec["input"] in replace_notes:
                 rec["replaced"] = replace_notes[rec["input"]]
+            if rec.get("output"):
+                outputs[rec["input"]] = str(Path(rec["output"]).resolve())
             index[rec["input"]] = journal.tell()
             journal.write(dumps_strict(rec).encode("utf-8") + b"\n")
             journal.flush()
@@ -572,8 +575,7 @@ def run_batch(
         finally:
             journal.close()
 
-        written = {str(Path(r).resolve()) for r in _outputs_in_journal(journal_path, index)}
-        _account_for_leftovers(report, out, written, prior, mode)
+        _account_for_leftovers(report, out, set(outputs.values()), prior, mode)
         report.seconds = time.perf_counter() - started
         report.failed.sort(key=lambda r: r["input"])
         report.nothing_found.sort()
@@ -606,17 +608,6 @@ def _run_tasks(todo: list[FileTask], options: BatchOptions, finish: Callable[[di
                     finish(fut.result())
         for fut in cf.as_completed(pending):
             finish(fut.result())
-
-
-def _outputs_in_journal(journal_path: Path, index: dict[str, int]) -> list[str]:
-    outs = []
-    with open(journal_path, "rb") as fh:
-        for offset in index.values():
-            fh.seek(offset)
-            rec = json.loads(fh.readline())
-            if rec.get("output"):
-                outs.append(rec["output"])
-    return outs
 
 
 def _account_for_leftovers(report: BatchReport, out: Path, written: set[str], prior: PriorRun | None, mode: str) -> None:

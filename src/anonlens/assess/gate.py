@@ -36,11 +36,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
-
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD, identity_distance
-from ..io import VIDEO_SUFFIXES
+from ..io import is_video
 from ..regions import box_iou
 from .pairs import Pair, split_manifest
 
@@ -252,8 +250,10 @@ def release_gate(
                 raise AnonlensError("no original to compare with (give --original or a manifest)")
             check_text = bool(text or pair.extra.get("check_text"))
             if is_video(pair.anonymized):
+                from ..video.io import paired_frames
+
                 item.faces, item.texts = [], [] if check_text else None
-                for index, original, anonymized in _video_frame_pairs(pair):
+                for index, original, anonymized in paired_frames(pair.original, pair.anonymized, frames=pair.extra.get("frames", ())):
                     faces, texts = _check_images(checker, original, anonymized, check_text, pair.extra.get("kept_text", []))
                     item.faces += [{**f, "frame": index} for f in faces]
                     if texts is not None:
@@ -333,34 +333,9 @@ def _check_text(original, anonymized, kept_boxes) -> list[dict[str, Any]]:
     return out
 
 
-def is_video(path) -> bool:
-    return Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
-
-
 def _check_images(checker, original, anonymized, check_text: bool, kept) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The face checks (and the text checks when asked) of one original/anonymized image pair."""
     boxes = checker.face_boxes(original)
     anon_faces = checker.embedder.embed_all(anonymized) if boxes else []
     faces = [checker.check_face(original, anonymized, b, by, anon_faces) for b, by in boxes]
     return faces, (_check_text(original, anonymized, kept) if check_text else None)
-
-
-def _video_frame_pairs(pair: Pair):
-    """The frames of a video pair the gate checks: one per second, and every frame where a track
-    of the run starts, ends, or starts or ends being filled in (``pair.extra["frames"]``)."""
-    from ..video.io import VideoReader
-
-    orig, anon = VideoReader(pair.original), VideoReader(pair.anonymized)
-    try:
-        step = max(1, int(round(orig.info.fps or 1)))
-        wanted = set(pair.extra.get("frames", []))
-        n = 0
-        for n, ((a, _), (b, _)) in enumerate(zip(orig.frames(), anon.frames()), 1):
-            i = n - 1
-            if i % step == 0 or i in wanted:
-                yield i, a, np.ascontiguousarray(b[: a.shape[0], : a.shape[1]])
-        if orig.decoded != anon.decoded:
-            raise AnonlensError(f"frame counts differ: original {orig.decoded}, anonymized {anon.decoded}")
-    finally:
-        orig.close()
-        anon.close()

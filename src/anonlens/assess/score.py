@@ -64,14 +64,15 @@ class FramePair(Pair):
 def _expand_videos(pairs: Sequence[Pair]) -> Iterable[Pair]:
     """Image pairs as they are; a video pair becomes its sampled frames (one per second, and the
     frames where a track of the run starts, ends or is filled in), decoded lazily, or one error."""
-    from .gate import _video_frame_pairs, is_video
+    from ..io import is_video
+    from ..video.io import paired_frames
 
     for pair in pairs:
         if pair.error or not is_video(pair.anonymized):
             yield pair
             continue
         try:
-            for index, orig, anon in _video_frame_pairs(pair):
+            for index, orig, anon in paired_frames(pair.original, pair.anonymized, frames=pair.extra.get("frames", ())):
                 yield FramePair(f"{pair.key}#frame={index}", pair.anonymized, pair.original, pair.groups,
                                 {**{k: v for k, v in pair.extra.items() if k not in ("frames", "kept_text", "check_text")}, "frame": index},
                                 frames=(orig, anon))
@@ -145,7 +146,7 @@ def score_pairs(
             raise AnonlensError(f"metric '{m.name}' needs the original images; give --original or a pairs CSV")
     pair_metrics = [m for m in metrics if isinstance(m, Metric)]
     group_metrics = [m for m in metrics if isinstance(m, GroupMetric)]
-    from .gate import is_video
+    from ..io import is_video
 
     videos = any(is_video(p.anonymized) for p in pairs)
     extra_cols = sorted({c for p in pairs for c in p.extra if c not in ("frames", "kept_text", "check_text")} | ({"frame"} if videos else set()))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import AnonlensError, ImageReadError
-from .images import SUPPORTED_SUFFIXES, VIDEO_SUFFIXES
+from .images import SUPPORTED_SUFFIXES, is_video
 
 __all__ = [
     "atomic_writer",
@@ -103,13 +103,13 @@ def file_kind(mode: int) -> str | None:
     return "not a regular file"
 
 
-def read_regular_file(path: str | os.PathLike, *, max_bytes: int | None = None, head: int | None = None) -> bytes:
-    """The bytes of ``path`` (the first ``head`` bytes if given), which must be a regular file.
+@contextlib.contextmanager
+def _open_regular(path: str | os.PathLike, *, max_bytes: int | None = None) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, only when it is a regular file (of at most ``max_bytes``).
 
     Opened non-blocking and checked on the open descriptor, so a named pipe never hangs the
     batch and a device such as ``/dev/zero`` is never read, even if the path is swapped between
-    a check and the read. Files over ``max_bytes`` are refused before reading. Errors are
-    :class:`ImageReadError` naming the file.
+    a check and the read. Errors are :class:`ImageReadError` naming the file.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -121,42 +121,39 @@ def read_regular_file(path: str | os.PathLike, *, max_bytes: int | None = None, 
         raise ImageReadError(path, "is a folder, not a file") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
-    try:
+    try:  # checked on the raw descriptor: a folder cannot even be wrapped in a file object
         st = os.fstat(fd)
         kind = file_kind(st.st_mode)
         if kind == "a folder":
             raise ImageReadError(path, "is a folder, not a file")
         if kind is not None:
             raise ImageReadError(path, f"not a regular file ({kind}); not read")
-        if head is None and max_bytes is not None and st.st_size > max_bytes:
+        if max_bytes is not None and st.st_size > max_bytes:
             raise ImageReadError(path, f"{st.st_size:,} bytes is over the limit of {max_bytes:,} (raise --max-pixels)")
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=True) as fh:
-            fd = -1
-            return fh.read(head) if head is not None else fh.read()
-    except OSError as exc:
-        if exc.errno == errno.EISDIR:
-            raise ImageReadError(path, "is a folder, not a file") from None
-        raise ImageReadError(path, f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", closefd=True) as fh:
+        try:
+            yield fh
+        except OSError as exc:
+            if exc.errno == errno.EISDIR:
+                raise ImageReadError(path, "is a folder, not a file") from None
+            raise ImageReadError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def read_regular_file(path: str | os.PathLike, *, max_bytes: int | None = None, head: int | None = None) -> bytes:
+    """The bytes of ``path`` (the first ``head`` bytes if given), which must be a regular file
+    (see :func:`_open_regular`); files over ``max_bytes`` are refused before reading."""
+    with _open_regular(path, max_bytes=None if head is not None else max_bytes) as fh:
+        return fh.read(head) if head is not None else fh.read()
 
 
 def hash_regular_file(path: str | os.PathLike) -> str:
-    """sha256 of a regular file, read in 1 MiB chunks (videos: never whole in memory); errors as
-    :func:`read_regular_file`'s."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        kind = file_kind(os.fstat(fh.fileno()).st_mode)
-        if kind is not None:
-            raise ImageReadError(path, f"not a regular file ({kind}); not read")
-        os.set_blocking(fh.fileno(), True)
-        digest = hashlib.sha256()
+    """sha256 of a regular file, read in 1 MiB chunks (videos: never whole in memory)."""
+    digest = hashlib.sha256()
+    with _open_regular(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -176,11 +173,7 @@ class InputFile:
 
     @property
     def supported(self) -> bool:
-        return self.path.suffix.lower() in SUPPORTED_SUFFIXES or self.is_video
-
-    @property
-    def is_video(self) -> bool:
-        return self.path.suffix.lower() in VIDEO_SUFFIXES
+        return self.path.suffix.lower() in SUPPORTED_SUFFIXES or is_video(self.path)
 
 
 def _link_problem(p: Path, root_real: Path) -> str | None:

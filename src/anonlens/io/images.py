@@ -58,8 +58,16 @@ FORMAT_BY_SUFFIX = {
     ".webp": "WEBP",
 }
 SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
-#: video containers anonlens reads and writes (with the ``video`` extra; see :mod:`anonlens.video`)
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})
+#: video containers anonlens reads and writes (with the ``video`` extra; see :mod:`anonlens.video`):
+#: suffix -> (container format, the video codec written)
+VIDEO_CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
+                    ".mkv": ("matroska", "libx264"), ".avi": ("avi", "libx264"), ".webm": ("webm", "libvpx-vp9")}
+VIDEO_SUFFIXES = frozenset(VIDEO_CONTAINERS)
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a video by its suffix."""
+    return os.path.splitext(str(path))[1].lower() in VIDEO_SUFFIXES
 SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 #: (magic bytes at offset, format); formats anonlens cannot read are named so they are not missed
 _MAGIC = (

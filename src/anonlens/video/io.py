@@ -12,29 +12,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import AnonlensError, ImageReadError
 from ..extras import require_extra
-from ..io import VIDEO_SUFFIXES as _SUFFIXES
+from ..io import VIDEO_CONTAINERS, VIDEO_SUFFIXES, is_video
 
-__all__ = ["VIDEO_SUFFIXES", "VideoInfo", "VideoReader", "VideoWriter", "VideoReadError", "is_video"]
-
-#: container by file suffix; the video codec written for it
-VIDEO_SUFFIXES = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
-                  ".mkv": ("matroska", "libx264"), ".avi": ("avi", "libx264"), ".webm": ("webm", "libvpx-vp9")}
-assert set(VIDEO_SUFFIXES) == set(_SUFFIXES)
+__all__ = ["VIDEO_SUFFIXES", "VideoInfo", "VideoReader", "VideoWriter", "VideoReadError", "is_video", "paired_frames"]
 
 
 class VideoReadError(ImageReadError):
     """A video could not be read fully (a named error; the video gets no output)."""
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _av():
@@ -137,7 +127,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, suffix: str, width: int, height: int, time_base: Fraction,
                  rate: Fraction | None, *, audio_template=None, crf: int = 18, preset: str = "veryfast"):
         av = _av()
-        fmt, codec = VIDEO_SUFFIXES[suffix.lower()]
+        fmt, codec = VIDEO_CONTAINERS[suffix.lower()]
         self.container = av.open(str(path), "w", format=fmt)
         self.width, self.height = width + (width % 2), height + (height % 2)  # 4:2:0 needs even sides
         stream = self.container.add_stream(codec, rate=rate) if rate else self.container.add_stream(codec)
@@ -192,3 +182,22 @@ def frame_times(path: str | os.PathLike) -> list[Fraction]:
             return [f.pts * stream.time_base for f in c.decode(stream) if f.pts is not None]
     except av.error.FFmpegError as exc:
         raise AnonlensError(f"the written video cannot be read back: {exc}") from None
+
+
+def paired_frames(original: str | os.PathLike, anonymized: str | os.PathLike, *, frames=()) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(index, original frame, anonymized frame)`` for the frames an assessment looks at: one
+    per second, and every index in ``frames`` (where a track starts, ends or is filled in). The
+    anonymized frame is cropped to the original's size (outputs are padded to even sides); a
+    differing frame count is an :class:`AnonlensError` at the end."""
+    orig, anon = VideoReader(original), VideoReader(anonymized)
+    try:
+        step = max(1, int(round(orig.info.fps or 1)))
+        wanted = set(frames)
+        for i, ((a, _), (b, _)) in enumerate(zip(orig.frames(), anon.frames())):
+            if i % step == 0 or i in wanted:
+                yield i, a, np.ascontiguousarray(b[: a.shape[0], : a.shape[1]])
+        if orig.decoded != anon.decoded:
+            raise AnonlensError(f"frame counts differ: original {orig.decoded}, anonymized {anon.decoded}")
+    finally:
+        orig.close()
+        anon.close()
