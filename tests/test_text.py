@@ -180,3 +180,19 @@ def test_a_text_region_without_its_outline_is_covered_by_its_box(street):
         anon = Anonymizer(AnonymizeConfig(scope=scope, operator="mask"))
         out, params = anon.apply(arr, [Region((100, 100, 300, 140), 0.9, "text")], parts=[part])
         assert params[0]["shape"] == "box" and (out[100:140, 100:300] == 0).all()
+
+
+def test_small_name_tags_are_found_by_the_small_text_pass(street, text_models):
+    """Font size 10 (capitals about 7 px): the pass at twice the resolution finds what one pass misses."""
+    detector, _ = text_models
+    misses_one_pass = 0
+    one_pass = create_detector("text", small_text=False)
+    for angle, contrast in ((0, "low"), (-30, "low"), (15, "high")):
+        im = street.copy()
+        box = paste_text(im, "JANE DOE 4821", (100, 600), size=10, angle=angle, contrast=contrast)
+        arr = np.asarray(im.convert("RGB"))
+        assert any(covers(r.box, box) for r in detector.detect(arr)), (angle, contrast)
+        misses_one_pass += not any(covers(r.box, box) for r in one_pass.detect(arr))
+    assert misses_one_pass >= 1  # the reference's single pass misses at least one of these
+    found = detector.detect(np.asarray(street.convert("RGB")))
+    assert len({tuple(np.round(r.box)) for r in found}) == len(found)  # several passes' boxes merged
