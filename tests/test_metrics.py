@@ -216,4 +216,4 @@ def test_registry_declares_direction_and_reference_for_every_metric():
     for entry in METRICS.entries():
         assert entry.tags["more_private"] in ("higher", "lower")
         assert isinstance(entry.tags["full_reference"], bool)
-    assert set(list_metrics(level="group")) == {"fid", "kid"}
+    assert set(list_metrics(level="group")) == {"fid", "kid", "agan-rates"}

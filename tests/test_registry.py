@@ -27,7 +27,7 @@ def test_unknown_option_suggests_closest():
 def test_listing_filters_by_tag():
     assert set(list_detectors(label="face")) == {"centerface", "dlib-hog"}
     assert set(list_detectors(label="person")) == {"hog-person", "maskrcnn-person"}
-    assert list_operators() == ["blur", "dp-pix", "inpaint", "mask", "noise", "pixelate"]
+    assert list_operators() == ["agan", "blur", "dp-pix", "inpaint", "mask", "noise", "pixelate"]
 
 
 def _detector_options(name, tmp_path):
@@ -78,7 +78,7 @@ def _random_mask(rng, h, w):
 
 @pytest.mark.parametrize("name", OPERATORS.names())
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_operator_contract(name, seed, astronaut):
+def test_operator_contract(name, seed, astronaut, operator_options):
     """Every operator: pixels outside the mask unchanged, inside changed, input untouched."""
     rng = np.random.default_rng(seed)
     h, w = 96, 128
@@ -86,7 +86,7 @@ def test_operator_contract(name, seed, astronaut):
     image = np.ascontiguousarray(astronaut[y : y + h, x : x + w])
     before = image.copy()
     mask = _random_mask(rng, h, w)
-    op = create_operator(name)
+    op = create_operator(name, **operator_options(name))
     ys, xs = np.nonzero(mask)
     region = Region((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
     out, params = op(image, mask, region)
@@ -99,17 +99,18 @@ def test_operator_contract(name, seed, astronaut):
 
 
 @pytest.mark.parametrize("name", OPERATORS.names())
-def test_operator_empty_mask_is_identity(name, astronaut):
-    op = create_operator(name)
+def test_operator_empty_mask_is_identity(name, astronaut, operator_options):
+    op = create_operator(name, **operator_options(name))
     mask = np.zeros(astronaut.shape[:2], bool)
     out, _ = op(astronaut, mask, Region((0, 0, 10, 10)))
     assert np.array_equal(out, astronaut)
 
 
 @pytest.mark.parametrize("name", [n for n in OPERATORS.names() if OPERATORS.get(n).factory.stochastic])
-def test_stochastic_operators_repeat_with_a_seed(name, astronaut):
+def test_stochastic_operators_repeat_with_a_seed(name, astronaut, operator_options):
     mask = region_mask(Region(ASTRONAUT_FACE), astronaut.shape, shape="box")
-    a, _ = create_operator(name, seed=7)(astronaut, mask, Region(ASTRONAUT_FACE))
-    b, _ = create_operator(name, seed=7)(astronaut, mask, Region(ASTRONAUT_FACE))
-    c, _ = create_operator(name, seed=8)(astronaut, mask, Region(ASTRONAUT_FACE))
+    opts = operator_options(name)
+    a, _ = create_operator(name, seed=7, **opts)(astronaut, mask, Region(ASTRONAUT_FACE))
+    b, _ = create_operator(name, seed=7, **opts)(astronaut, mask, Region(ASTRONAUT_FACE))
+    c, _ = create_operator(name, seed=8, **opts)(astronaut, mask, Region(ASTRONAUT_FACE))
     assert np.array_equal(a, b) and not np.array_equal(a, c)

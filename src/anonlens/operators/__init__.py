@@ -175,3 +175,10 @@ def create_operator(name: str, **options: Any) -> Operator:
 
 def list_operators() -> list[str]:
     return OPERATORS.names()
+
+
+
+from ..generative.agan.operator import AganOperator  # noqa: E402  (numpy only; torch when one is built)
+
+OPERATORS.add("agan", AganOperator, summary="A-GAN: a generated person in place of each person region (needs a trained generator).",
+              extra="learn")
