@@ -251,6 +251,10 @@ def test_reference_checkpoint_imports_and_predicts_the_same(tmp_path):
     torch.save(AGAN_NETWORKS.create("unet_256", ngf=4).state_dict(), tmp_path / "other.pth")
     with pytest.raises(AnonlensError, match="do not fit"):
         import_reference([tmp_path / "other.pth"], tmp_path / "x", ngf=8)
+    # a corrupt file is a one-line error
+    (tmp_path / "junk.pth").write_bytes(b"junk\n" * 10)
+    with pytest.raises(AnonlensError, match="not a readable PyTorch checkpoint"):
+        import_reference([tmp_path / "junk.pth"], tmp_path / "z", ngf=8)
     # a pickle holding Python objects is refused
     torch.save({"model": ref}, tmp_path / "pickled.pth")
     with pytest.raises(AnonlensError, match="refused|unsafe"):

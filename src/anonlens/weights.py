@@ -192,6 +192,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: refused to load: the checkpoint holds Python objects other than tensors "
             "(unsafe pickle). Re-save it as a plain state dict or safetensors."
         ) from exc
+    except FileNotFoundError:
+        raise AnonlensError(f"{path}: checkpoint file not found") from None
+    except Exception as exc:  # torch raises many types on a corrupt or truncated file
+        raise AnonlensError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated? {type(exc).__name__}: {exc})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

@@ -228,7 +228,8 @@ def calibrate_tau(embedder: Embedder, a: list[np.ndarray], b: list[np.ndarray], 
     try:
         tau, f1 = calibrate_threshold(d, y)
     except ValueError as exc:
-        raise AnonlensError(f"τ calibration with {embedder.name}: {exc} ({int(ok.sum())} of {len(same)} pairs had embeddings)") from None
+        hint = "; dlib-face needs faces dlib can find in the person crops: try imagenet-mobilenet_v2 or osnet_ain_x1_0" if not ok.any() else ""
+        raise AnonlensError(f"τ calibration with {embedder.name}: {exc} ({int(ok.sum())} of {len(same)} pairs had embeddings{hint})") from None
     return {"tau": tau, "f1": round(f1, 4), "pairs": int(ok.sum()), "matches": int(y.sum())}
 
 
