@@ -14,7 +14,7 @@ import numpy as np
 from .checks import as_rgb_uint8
 from .weights import resolve_weights
 
-__all__ = ["DlibFaceEmbedder", "FaceEmbedding", "DLIB_MATCH_THRESHOLD", "identity_distance"]
+__all__ = ["DlibFaceEmbedder", "FaceEmbedding", "DLIB_MATCH_THRESHOLD", "identity_distance", "match_distances"]
 
 DLIB_MATCH_THRESHOLD = 0.6
 
@@ -32,6 +32,16 @@ class FaceEmbedding:
 def identity_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Euclidean distance between two descriptors (dlib's measure; < 0.6 = same person)."""
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def match_distances(embedder: "DlibFaceEmbedder", ref: "FaceEmbedding", anonymized: np.ndarray,
+                    faces: "list[FaceEmbedding]") -> tuple[float, float | None]:
+    """How close ``anonymized`` still is to the face ``ref``: the distance of the descriptor taken
+    at ``ref``'s landmarks in ``anonymized`` (the attacker who knows where the face was), and the
+    smallest distance to ``faces`` found in it (None when there are none)."""
+    d_at = identity_distance(ref.vector, embedder.embed_at(anonymized, ref).vector)
+    d_found = min((identity_distance(ref.vector, f.vector) for f in faces), default=None)
+    return d_at, d_found
 
 
 class DlibFaceEmbedder:

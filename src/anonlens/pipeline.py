@@ -421,7 +421,7 @@ class Anonymizer:
         """For operators that put a new face in the region (``agan``): the region fails when dlib
         still matches a face of the original (``before``) to the output, measured at the original
         face's position and at every face found there; then it falls back to a solid mask."""
-        from .identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, identity_distance
+        from .identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, match_distances
         from .operators import functional as OF
 
         if getattr(self, "_id_embedder", None) is None:
@@ -434,8 +434,7 @@ class Anonymizer:
         crop_before, crop_out = before[Y1:Y2, X1:X2], out[Y1:Y2, X1:X2]
         faces = emb.embed_all(crop_before) if crop_before.size else []
         found = emb.embed_all(crop_out) if faces else []
-        dists = [identity_distance(f.vector, emb.embed_at(crop_out, f).vector) for f in faces]
-        dists += [identity_distance(f.vector, g.vector) for f in faces for g in found]
+        dists = [d for f in faces for d in match_distances(emb, f, crop_out, found) if d is not None]
         score = round(min(dists), 4) if dists else None
         action = "passed"
         if score is not None and score < DLIB_MATCH_THRESHOLD:

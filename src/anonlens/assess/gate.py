@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import AnonlensError
-from ..identity import DLIB_MATCH_THRESHOLD, identity_distance
+from ..identity import DLIB_MATCH_THRESHOLD, match_distances
 from ..io import is_video
 from ..regions import box_iou
 from .pairs import Pair, split_manifest
@@ -199,10 +199,7 @@ class _Checker:
 
     def check_face(self, original, anonymized, box, found_by: str, anon_faces) -> dict[str, Any]:
         ref = self.embedder.embed_at(original, box)
-        at = self.embedder.embed_at(anonymized, ref)
-        d_at = identity_distance(ref.vector, at.vector)
-        near = [identity_distance(ref.vector, f.vector) for f in anon_faces if box_iou(f.box, box) > 0.3]
-        d_found = min(near) if near else None
+        d_at, d_found = match_distances(self.embedder, ref, anonymized, [f for f in anon_faces if box_iou(f.box, box) > 0.3])
         residual = self.verifier.residual(anonymized, box)
         return {
             "box": [round(v, 1) for v in box],

@@ -160,7 +160,7 @@ def evaluate_cmd(
 
     try:
         gen, _ = load_generator(model)
-        opts = {} if embedder_weights is None or embedder == "dlib-face" else {"weights": str(embedder_weights)}
+        opts = {} if embedder_weights is None else {"weights": str(embedder_weights)}
         emb = AGAN_EMBEDDERS.create(embedder, **opts)
         bar = epoch_progress("generating", quiet)
         with bar:

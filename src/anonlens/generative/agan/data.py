@@ -145,9 +145,8 @@ def _load_list(path: str | None, what: str) -> Any:
     if not p.is_file():
         raise AnonlensError(f"{what} file not found: {p}")
     if p.suffix.lower() in (".pkl", ".pickle"):
-        raise AnonlensError(f"{p}: pickles are never loaded; convert it to JSON once, e.g. "
-                            "python -c \"import json,pickle,sys; json.dump(list(pickle.load(open(sys.argv[1],'rb'))), sys.stdout)\" "
-                            f"{p.name} > {p.stem}.json")
+        raise AnonlensError(f"{p}: pickles are never loaded (they can run code); convert it once, with a Python you trust, "
+                            "to JSON: a list of names, or for splits {\"train\": [...], \"val\": [...], \"test\": [...]}")
     text = p.read_text(encoding="utf-8")
     try:
         return json.loads(text)

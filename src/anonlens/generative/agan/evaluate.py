@@ -113,8 +113,8 @@ def _osnet(*, weights: str | None = None, device: str = "cpu") -> Embedder:
 
     net = OSNetAIN()
     state = load_state_dict(resolve_weights("osnet-ain-x1-0", path=weights))
-    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items() if not k.split(".", 1)[-1].startswith("classifier")}
-    state = {k: v for k, v in state.items() if not k.startswith("classifier")}
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}  # the training identities' classifier
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise AnonlensError(f"osnet-ain-x1-0 weights do not fit OSNet-AIN x1.0: {len(missing)} missing, {len(unexpected)} unexpected keys "
@@ -196,7 +196,8 @@ def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, limit_per_identity
     images: dict[str, list[np.ndarray]] = {}
     for d in ids:
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))[:limit_per_identity]
-        images[d.name] = [person_crop(read_image(p).rgb, (0, 0, *read_image(p).shape[::-1])) for p in files]
+        rgbs = [read_image(p).rgb for p in files]
+        images[d.name] = [person_crop(im, (0, 0, im.shape[1], im.shape[0])) for im in rgbs]
     a, b, same = [], [], []
     for ims in images.values():
         for i in range(len(ims)):

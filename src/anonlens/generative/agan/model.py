@@ -103,8 +103,7 @@ def load_generator(path: str | os.PathLike | None = None, *, device: str = "cpu"
                                     hint=" (import a reference best_net_G.pth with `anonlens agan import`)")
     gen = AganGenerator(doc["stages"], ngf=int(doc.get("ngf", 64)), dropout=bool(doc.get("dropout", True)),
                         decoder_noise=bool(doc.get("decoder_noise", True)))
-    state = {k[len("nets."):] if k.startswith("nets.") else k: v for k, v in load_state_dict(weights).items()}
-    _load_strict(gen.nets, state, weights)
+    _load_strict(gen.nets, load_state_dict(weights), weights)
     return gen.to(device), doc
 
 
