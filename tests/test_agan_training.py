@@ -392,3 +392,29 @@ def test_agan_rates_in_score_for_any_generated_set():
     metric.update("all", orig, anon)
     res = metric.compute()["all"]
     assert res["n"] == 4 and res["value"] == 0.5 and res["rank1_recall"] >= 0.5  # the two kept ones are found
+
+
+def test_identity_verification_measures_a_face_dlib_does_not_detect(astronaut):
+    """A face turned sideways: dlib's detector misses it, so the check measures at the face
+    region's box, as the release gate does (a new-user run found it passed unmeasured)."""
+    from anonlens.operators.base import Operator
+    from anonlens.pipeline import AnonymizeConfig, Anonymizer
+    from anonlens.regions import Region
+
+    class KeepsFace(Operator):
+        name = "keeps-face"
+        verification = "identity"
+
+        def params_for(self, region):
+            return {}
+
+        def apply(self, image, mask):
+            return image.copy()
+
+    sideways = np.ascontiguousarray(np.rot90(astronaut))
+    anon = Anonymizer(AnonymizeConfig(scope="face"), operator=KeepsFace())
+    x1, y1, x2, y2 = 76, 512 - 266, 167, 512 - 175  # the astronaut's face box, turned with the image
+    out, params = anon.apply(sideways, [Region((x1, y1, x2, y2))])
+    v = params[0]["verification"]
+    assert v["faces_in_original"] == 0 and v["identity_distance"] < 0.6 and v["action"] == "masked"
+    assert (out[y1 + 20 : y2 - 20, x1 + 20 : x2 - 20] == 0).all()

@@ -419,10 +419,13 @@ class Anonymizer:
 
     def _verify_identity(self, before, out, mask, region, params):
         """For operators that put a new face in the region (``agan``): the region fails when dlib
-        still matches a face of the original (``before``) to the output, measured at the original
-        face's position and at every face found there; then it falls back to a solid mask."""
+        still matches a face of the original (``before``) to the output, measured as the release
+        gate measures it: at the original face's landmarks (for a face region, predicted in its box
+        even when dlib does not detect it there) and at every face found in the output. A failing
+        region falls back to a solid mask, then to a wider one, as the detection-based check does."""
         from .identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, match_distances
         from .operators import functional as OF
+        from .verify import WIDE_MASK_MARGIN
 
         if getattr(self, "_id_embedder", None) is None:
             self._id_embedder = DlibFaceEmbedder()
@@ -431,17 +434,32 @@ class Anonymizer:
         x1, y1, x2, y2 = region.box
         pad = 0.25 * max(x2 - x1, y2 - y1)
         X1, Y1, X2, Y2 = int(max(0, x1 - pad)), int(max(0, y1 - pad)), int(min(w, x2 + pad)), int(min(h, y2 + pad))
-        crop_before, crop_out = before[Y1:Y2, X1:X2], out[Y1:Y2, X1:X2]
-        faces = emb.embed_all(crop_before) if crop_before.size else []
-        found = emb.embed_all(crop_out) if faces else []
-        dists = [d for f in faces for d in match_distances(emb, f, crop_out, found) if d is not None]
-        score = round(min(dists), 4) if dists else None
-        action = "passed"
+        crop_before = before[Y1:Y2, X1:X2]
+        refs = emb.embed_all(crop_before) if crop_before.size else []
+        n_found = len(refs)
+        if region.label == "face" and crop_before.size:
+            refs.append(emb.embed_at(crop_before, (x1 - X1, y1 - Y1, x2 - X1, y2 - Y1)))
+
+        def distance(img):
+            crop = img[Y1:Y2, X1:X2]
+            found = emb.embed_all(crop) if refs else []
+            dists = [d for f in refs for d in match_distances(emb, f, crop, found) if d is not None]
+            return round(min(dists), 4) if dists else None
+
+        score = distance(out)
+        scores, action = [score], "passed"
         if score is not None and score < DLIB_MATCH_THRESHOLD:
             out = OF.fill(before, mask, color=(0, 0, 0))
             params, action = {"fallback": "mask", "color": [0, 0, 0], "operator_params": params}, "masked"
-        return out, params, {"check": "identity", "identity_distance": score, "threshold": DLIB_MATCH_THRESHOLD,
-                             "faces_in_original": len(faces), "action": action}
+            score = distance(out)
+            scores.append(score)
+            if score is not None and score < DLIB_MATCH_THRESHOLD:  # the head's outline still matches: mask wider
+                out = OF.fill(before, mask | region_mask(region, before.shape, shape="box", margin=WIDE_MASK_MARGIN), color=(0, 0, 0))
+                params = {**params, "wide_box_margin": WIDE_MASK_MARGIN}
+                score = distance(out)
+                scores.append(score)
+        return out, params, {"check": "identity", "identity_distance": scores[0], "final_identity_distance": score,
+                             "threshold": DLIB_MATCH_THRESHOLD, "faces_in_original": n_found, "action": action, "scores": scores}
 
     @property
     def searches_faces(self) -> bool:
