@@ -324,10 +324,9 @@ def test_operator_without_weights_fails_with_exit_2_before_writing(tmp_path, mon
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.anonlens-audit").exists()
 
 
-def test_identity_verification_masks_a_region_that_keeps_the_face(astronaut):
-    """An operator judged by identity that leaves the person recognisable fails closed."""
+def _keeps_face():
+    """An operator judged by identity that changes pixels but keeps the person."""
     from anonlens.operators.base import Operator
-    from anonlens.pipeline import AnonymizeConfig, Anonymizer
 
     class KeepsFace(Operator):
         name = "keeps-face"
@@ -338,10 +337,17 @@ def test_identity_verification_masks_a_region_that_keeps_the_face(astronaut):
 
         def apply(self, image, mask):
             out = image.copy()
-            out[mask] = np.clip(out[mask].astype(int) + 3, 0, 255)  # changes pixels, keeps the person
+            out[mask] = np.clip(out[mask].astype(int) + 3, 0, 255)
             return out
 
-    anon = Anonymizer(AnonymizeConfig(scope="face"), operator=KeepsFace())
+    return KeepsFace()
+
+
+def test_identity_verification_masks_a_region_that_keeps_the_face(astronaut):
+    """An operator judged by identity that leaves the person recognisable fails closed."""
+    from anonlens.pipeline import AnonymizeConfig, Anonymizer
+
+    anon = Anonymizer(AnonymizeConfig(scope="face"), operator=_keeps_face())
     res = anon(astronaut)
     regions = res.record["regions"]
     assert regions and regions[0]["verification"]["action"] == "masked"
@@ -397,22 +403,11 @@ def test_agan_rates_in_score_for_any_generated_set():
 def test_identity_verification_measures_a_face_dlib_does_not_detect(astronaut):
     """A face turned sideways: dlib's detector misses it, so the check measures at the face
     region's box, as the release gate does (a new-user run found it passed unmeasured)."""
-    from anonlens.operators.base import Operator
     from anonlens.pipeline import AnonymizeConfig, Anonymizer
     from anonlens.regions import Region
 
-    class KeepsFace(Operator):
-        name = "keeps-face"
-        verification = "identity"
-
-        def params_for(self, region):
-            return {}
-
-        def apply(self, image, mask):
-            return image.copy()
-
     sideways = np.ascontiguousarray(np.rot90(astronaut))
-    anon = Anonymizer(AnonymizeConfig(scope="face"), operator=KeepsFace())
+    anon = Anonymizer(AnonymizeConfig(scope="face"), operator=_keeps_face())
     x1, y1, x2, y2 = 76, 512 - 266, 167, 512 - 175  # the astronaut's face box, turned with the image
     out, params = anon.apply(sideways, [Region((x1, y1, x2, y2))])
     v = params[0]["verification"]
