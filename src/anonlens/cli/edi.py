@@ -20,7 +20,7 @@ from .main import _fail, _require, _parse_options, app, err_console, out_console
 def train_identity_cmd(
     data_dir: Path = typer.Argument(..., help="One sub-folder per identity (or per attribute value, for an attribute classifier), images inside."),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint path (writes PATH.safetensors and PATH.json)."),
-    arch: str = typer.Option("resnet18", help="tiny (small CNN, CPU), resnet18, resnet50, mobilenet_v2, efficientnet_b0, vgg11, densenet121."),
+    arch: str = typer.Option("resnet18", help="tiny (small CNN, CPU), resnet18, resnet50, mobilenet_v2, efficientnet_b0, vgg11, densenet121; or the 32x32 attack victims resnet20-4, cifar-resnet18, lenet-zhu."),
     input_size: int = typer.Option(224, help="Input size in pixels (images are resized, aspect not kept)."),
     epochs: int = typer.Option(30),
     batch_size: int = typer.Option(32),
@@ -35,23 +35,28 @@ def train_identity_cmd(
     """Train the identity classifier EDI-Anon's white-box attacker uses (`anonymize --method edi
     --oracle-model PATH`); on attribute folders it is the attribute classifier of `tradeoff`."""
     _require("learn", "anonlens train-identity")
+    opts = dict(arch=arch, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                pretrained=pretrained, weights=None if weights is None else str(weights), seed=seed)
+    train_classifier_cli(data_dir, output, opts, device, quiet, "training identity classifier", "checkpoint")
+
+
+def train_classifier_cli(data_dir: Path, output: Path, options: dict, device: str | None, quiet: bool, title: str, what: str) -> None:
+    """Train an identity classifier with a progress bar and print where it went (train-identity,
+    attack train-victim)."""
     from ..edi.classifier import IdentityTrainOptions, train_identity
     from ..learn.train import choose_device
 
     try:
-        opts = IdentityTrainOptions(arch=arch, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                                    val_fraction=val_fraction, pretrained=pretrained, weights=None if weights is None else str(weights),
-                                    seed=seed, device=choose_device(device))
-
-        bar = epoch_progress("training identity classifier", quiet)
+        opts = IdentityTrainOptions(**options, device=choose_device(device))
+        bar = epoch_progress(title, quiet)
         with bar:
-            tid = bar.add_task("train", total=epochs, info="")
+            tid = bar.add_task("train", total=opts.epochs, info="")
             res = train_identity(data_dir, output, opts, progress=lambda epoch, row: bar.update(
                 tid, completed=epoch, info=f"loss {row['train_loss']:.4f}" + (f" val acc {row['val_accuracy']:.3f}" if "val_accuracy" in row else "")))
     except AnonlensError as exc:
         _fail(str(exc))
     val = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.3f}"
-    out_console.print(f"checkpoint: {escape(str(res.checkpoint))}\ntrain accuracy {res.train_accuracy:.3f}, validation accuracy {val}")
+    out_console.print(f"{what}: {escape(str(res.checkpoint))}\ntrain accuracy {res.train_accuracy:.3f}, validation accuracy {val}")
 
 
 @app.command("tradeoff")

@@ -411,6 +411,7 @@ from . import assess as _assess  # noqa: E402,F401  (registers the assessment co
 from . import learn as _learn  # noqa: E402,F401  (registers the learned-metric commands)
 from . import edi as _edi  # noqa: E402,F401  (registers the EDI-Anon commands)
 from . import agan as _agan  # noqa: E402,F401  (registers the A-GAN commands)
+from . import attack as _attack  # noqa: E402,F401  (registers the reconstruction-attack commands)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 IDENTITY_ARCHS = ("tiny", "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "vgg11", "densenet121")
+#: the 32x32 architectures gradient-inversion attacks target (anonlens.attacks.victims), trained from scratch
+VICTIM_ARCHS = ("resnet20-4", "cifar-resnet18", "lenet-zhu")
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,42 @@ def _tiny(num_classes: int) -> nn.Module:
     )
 
 
+def square_unit_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """uint8 RGB images -> ``(N, 3, size, size)`` float tensor in ``[0, 1]``; each image resized
+    (area when shrinking, bilinear when enlarging) only when it is not that size already."""
+    import cv2
+
+    arrs = []
+    for img in images:
+        if img.shape[:2] != (size, size):
+            interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+            img = cv2.resize(img, (size, size), interpolation=interp)
+        arrs.append(img)
+    return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 class IdentityClassifier(nn.Module):
     """Image -> identity logits. ``preprocess`` turns uint8 RGB images into the model's input."""
 
     def __init__(self, config: IdentityConfig, *, pretrained: bool = False, weights: str | None = None):
         super().__init__()
-        if config.arch not in IDENTITY_ARCHS:
+        if config.arch not in IDENTITY_ARCHS + VICTIM_ARCHS:
             from ..registry import suggest
 
-            raise AnonlensError(f"unknown identity classifier architecture '{config.arch}'.{suggest(config.arch, list(IDENTITY_ARCHS))}")
+            known = list(IDENTITY_ARCHS + VICTIM_ARCHS)
+            raise AnonlensError(f"unknown identity classifier architecture '{config.arch}'.{suggest(config.arch, known)} Known: {', '.join(known)}")
         if len(config.classes) < 2:
             raise AnonlensError(f"an identity classifier needs at least 2 classes, got {len(config.classes)}")
         self.config = config
         n = len(config.classes)
         if config.arch == "tiny":
             self.net = _tiny(n)
+        elif config.arch in VICTIM_ARCHS:
+            from ..attacks.victims import build_arch
+
+            if config.arch == "lenet-zhu" and config.input_size != 32:
+                raise AnonlensError(f"lenet-zhu takes 32x32 inputs (its linear layer is fixed); got input size {config.input_size}")
+            self.net = build_arch(config.arch, n)
         else:
             from ..learn.models import build_backbone
 
@@ -98,21 +121,16 @@ class IdentityClassifier(nn.Module):
 
     def to_unit(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 RGB images -> ``(N, 3, S, S)`` float tensor in ``[0, 1]`` (resized only when needed)."""
-        import cv2
-
-        s = self.config.input_size
-        arrs = []
-        for img in images:
-            if img.shape[:2] != (s, s):
-                interp = cv2.INTER_AREA if min(img.shape[:2]) > s else cv2.INTER_LINEAR
-                img = cv2.resize(img, (s, s), interpolation=interp)
-            arrs.append(img)
-        return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
+        return square_unit_tensor(images, self.config.input_size)
 
     def cam_layer(self) -> nn.Module:
         """The last convolutional stage (for Grad-CAM)."""
         if self.config.arch == "tiny":
             return self.net[3]
+        if self.config.arch == "lenet-zhu":
+            return self.net.body[-2]
+        if self.config.arch in VICTIM_ARCHS:
+            return self.net.layers[-1]
         b = self.net[0]
         if self.config.arch.startswith("resnet"):
             return b.layer4[-1]
@@ -179,6 +197,9 @@ class IdentityTrainOptions:
     weights: str | None = None
     seed: int = 0
     device: str = "cpu"
+    #: input normalisation; None: CIFAR's for the 32x32 victim architectures, ImageNet's otherwise
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -226,8 +247,15 @@ def train_identity(
         val_idx += idx[:k].tolist()
     val_set = set(val_idx)
     train_idx = [i for i in range(len(paths)) if i not in val_set]
-    config = IdentityConfig(arch=options.arch, classes=tuple(classes), input_size=options.input_size)
-    model = IdentityClassifier(config, pretrained=options.pretrained and options.arch != "tiny", weights=options.weights)
+    norm = {}
+    if options.arch in VICTIM_ARCHS:
+        from ..attacks.victims import CIFAR_MEAN, CIFAR_STD
+
+        norm = {"mean": CIFAR_MEAN, "std": CIFAR_STD}
+    norm.update({k: tuple(v) for k, v in (("mean", options.mean), ("std", options.std)) if v is not None})
+    config = IdentityConfig(arch=options.arch, classes=tuple(classes), input_size=options.input_size, **norm)
+    from_scratch = options.arch == "tiny" or options.arch in VICTIM_ARCHS
+    model = IdentityClassifier(config, pretrained=options.pretrained and not from_scratch, weights=options.weights)
     images = model.preprocess([read_image(p).rgb for p in paths])  # decoded and resized once
     y = torch.as_tensor(labels_arr)
     model = model.to(options.device)
