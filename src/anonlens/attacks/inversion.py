@@ -258,6 +258,7 @@ def invert(
     target = [g.to(device) for g in target]
     if len(target) != len(params):
         raise AnonlensError(f"the shared gradient has {len(target)} tensors; the model has {len(params)} trainable parameters")
+    target_norm = torch.stack([g.pow(2).sum() for g in target]).sum().sqrt()
     n = shape[0]
     if amp and device.type != "cuda":
         raise AnonlensError("mixed precision is only used on CUDA (second-order gradients in bfloat16 on a CPU are slow and lose the signal)")
@@ -345,7 +346,7 @@ def invert(
             opt.zero_grad()
             loss = task_loss(x, labels, lab_param)
             grads = torch.autograd.grad(loss, params, create_graph=True)
-            objective = gradient_distance(grads, target, config.cost)
+            objective = gradient_distance(grads, target, config.cost, target_norm=target_norm)
             if config.tv > 0:
                 objective = objective + config.tv * total_variation(x)
             objective.backward(inputs=variables)

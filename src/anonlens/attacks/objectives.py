@@ -41,11 +41,12 @@ def soft_cross_entropy(logits: torch.Tensor, label_logits: torch.Tensor) -> torc
     return torch.mean(torch.sum(-F.softmax(label_logits, dim=-1) * F.log_softmax(logits, dim=-1), dim=1))
 
 
-def gradient_distance(trial: Grads, target: Grads, cost: str = "cosine") -> torch.Tensor:
+def gradient_distance(trial: Grads, target: Grads, cost: str = "cosine", *, target_norm: torch.Tensor | None = None) -> torch.Tensor:
     """How far the candidate's gradient ``trial`` is from the shared ``target`` (0: identical).
 
     ``euclidean`` is DLG's objective as written in its code (no factor 1/2; `breaching`'s
-    ``Euclidean`` is half of it); ``cosine`` equals `breaching`'s ``CosineSimilarity``."""
+    ``Euclidean`` is half of it); ``cosine`` equals `breaching`'s ``CosineSimilarity``.
+    ``target_norm``: the shared gradient's norm, when the caller computed it once."""
     if len(trial) != len(target):
         raise AnonlensError(f"gradient has {len(trial)} tensors, the shared one {len(target)}")
     if cost == "euclidean":
@@ -55,7 +56,7 @@ def gradient_distance(trial: Grads, target: Grads, cost: str = "cosine") -> torc
     if cost == "cosine":
         dot = torch.stack([(t * g).sum() for t, g in zip(trial, target)]).sum()
         tn = torch.stack([t.pow(2).sum() for t in trial]).sum().sqrt()
-        gn = torch.stack([g.pow(2).sum() for g in target]).sum().sqrt()
+        gn = target_norm if target_norm is not None else torch.stack([g.pow(2).sum() for g in target]).sum().sqrt()
         return 1 - dot / (tn * gn)
     if cost == "cosine-rows":
         terms = []
