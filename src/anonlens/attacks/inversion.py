@@ -415,13 +415,9 @@ def invert(
         final_labels = kept_labels[best_i].argmax(dim=-1)
     else:
         final_labels = labels
-    with torch.enable_grad():
-        xb = x_best.clone().requires_grad_(True)
-        objective = gradient_distance(torch.autograd.grad(task_loss(xb, labels, kept_labels[best_i]), params, create_graph=True),
-                                      target, config.cost)
-        if config.tv > 0:
-            objective = objective + config.tv * total_variation(xb)
-    return InversionResult(x_best.detach(), final_labels.detach(), strategy, scores[best_i], float(objective.detach()),
+    # the kept iterate's objective: its gradient distance (the restart's score) plus the prior
+    objective = scores[best_i] + (config.tv * float(total_variation(x_best)) if config.tv > 0 else 0.0)
+    return InversionResult(x_best.detach(), final_labels.detach(), strategy, scores[best_i], objective,
                            done_iterations, scores, elapsed + time.perf_counter() - t0, resumed_from, history)
 
 

@@ -139,14 +139,17 @@ class Victim:
         shown = ", ".join(self.classes[:8]) + (" ..." if len(self.classes) > 8 else "")
         raise AnonlensError(f"label '{name}' is not a class of the victim ({len(self.classes)} classes: {shown})")
 
+    def _mean_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.tensor(v, device=x.device, dtype=x.dtype).view(1, -1, 1, 1) for v in (self.mean, self.std))
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        m = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        s = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        """``[0, 1]`` images -> the victim's input."""
+        m, s = self._mean_std(x)
         return (x - m) / s
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        m = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        s = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        """The victim's input -> ``[0, 1]`` images (not clamped)."""
+        m, s = self._mean_std(x)
         return x * s + m
 
 
