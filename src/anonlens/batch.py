@@ -2,7 +2,7 @@
 
 :func:`process_file` is a pure function of ``(FileTask, BatchOptions) -> record`` that never
 raises for a bad image: the error goes into the record. That makes it safe to map with any
-engine (the local process pool here, Ray later) without changes. :func:`run_batch` plans the
+engine (:mod:`anonlens.engines`: the local process pool, Ray) without changes. :func:`run_batch` plans the
 outputs, refuses unsafe layouts, takes the output folder's lock, checks what earlier runs left
 there (see :mod:`anonlens.audit`), runs the tasks, journals every finished image (for
 ``--resume``) and writes the run's manifest into the audit folder beside the output folder.
@@ -10,11 +10,9 @@ there (see :mod:`anonlens.audit`), runs the tasks, journals every finished image
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import datetime as _dt
 import json
-import multiprocessing
 import os
 import secrets
 import shutil
@@ -34,23 +32,20 @@ from .io import (
     SUFFIX_BY_FORMAT,
     UNSUPPORTED_IMAGE_SUFFIXES,
     atomic_writer,
-    decode_image,
     discover_inputs,
-    encode_image,
     hash_regular_file,
     is_video,
     is_within,
     max_input_bytes,
-    metadata_problems,
     read_regular_file,
     sha256_bytes,
     sniff_format,
     write_atomic,
 )
-from .pipeline import AnonymizeConfig, cached_anonymizer
+from .pipeline import AnonymizeConfig, anonymize_encoded, cached_anonymizer
 from .video.anonymize import VideoOptions
 
-__all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch", "BatchReport", "check_output_dir"]
+__all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch", "BatchReport", "check_output_dir", "effective_workers"]
 
 Status = Literal["anonymized", "kept", "full-frame", "skipped", "resumed", "ignored", "failed"]
 OK_STATUSES = {"anonymized", "kept", "full-frame", "skipped", "resumed", "ignored"}
@@ -123,31 +118,17 @@ def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str,
             return _process_video(task, options, rec, on_frame)
         data = read_regular_file(task.src, max_bytes=max_input_bytes(options.max_pixels))
         rec["input_sha256"] = sha256_bytes(data)
-        loaded = decode_image(data, name=task.src, max_pixels=options.max_pixels, keep_metadata=options.keep_metadata)
-        rec["size"] = [int(loaded.rgb.shape[1]), int(loaded.rgb.shape[0])]
-        out_format = FORMAT_BY_SUFFIX[Path(task.dst).suffix.lower()]
-        notes = list(loaded.notes)
-        if task.renamed:
-            notes.append(task.renamed)
-        elif loaded.format not in (out_format, "MPO" if out_format == "JPEG" else None):
-            notes.append(f"the content is {loaded.format}, the name says {out_format}: written as {out_format}, as its name says")
-        rec["format"] = {"input": loaded.format, "output": out_format}
-        if notes:
-            rec["notes"] = notes
-        anonymizer = cached_anonymizer(options.config)
         if task.source is not None and task.source != task.key:
             rec["region_key"] = task.source
-        result = anonymizer(loaded.rgb, source=task.source or task.key)
-        rec.update(result.record)
-        rec["status"] = result.action
-        rec["nothing_found"] = result.empty
-        if result.image is None:  # on_empty == "skip"
+        made = anonymize_encoded(data, options.config, name=task.src, out_format=FORMAT_BY_SUFFIX[Path(task.dst).suffix.lower()],
+                                 max_pixels=options.max_pixels, keep_metadata=options.keep_metadata, jpeg_quality=options.jpeg_quality,
+                                 source=task.source or task.key, note_format_mismatch=task.renamed is None)
+        if task.renamed:
+            made.record["notes"] = [*made.record.get("notes", []), task.renamed]
+        rec.update(made.record)
+        if made.data is None:  # on_empty == "skip"
             return rec
-        encoded = encode_image(loaded, result.image, format=out_format, quality=options.jpeg_quality, keep_metadata=options.keep_metadata)
-        leftover = metadata_problems(encoded, keep_metadata=options.keep_metadata)
-        if leftover:
-            allowed = " beyond the --keep-metadata allow-list" if options.keep_metadata else ""
-            raise AnonlensError(f"refusing to write: the encoded output still carries metadata{allowed} ({', '.join(leftover)})")
+        encoded = made.data
         write_atomic(task.dst, encoded, tmp_dir=task.tmp_dir)
         rec["output"] = task.dst
         rec["output_sha256"] = sha256_bytes(encoded)
@@ -410,7 +391,7 @@ class BatchReport:
         }
 
 
-def _effective_workers(requested: int, n_tasks: int, config: AnonymizeConfig) -> int:
+def effective_workers(requested: int, n_tasks: int, config: AnonymizeConfig) -> int:
     """``requested`` workers, or with 0: one process when the detector already uses every core
     itself (CenterFace on OpenVINO), else one per CPU core but no more than one per 8 images (a
     worker costs a second or two to start and load its models)."""
@@ -498,9 +479,12 @@ def run_batch(
     progress: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[str, int, int], None] | None = None,
+    engine: Any = None,
 ) -> BatchReport:
     """Anonymize every image and video under ``inputs`` into ``output_dir``; see the module docstring.
     ``on_frame(video, done, total)`` reports a video's frames as they are written (one worker).
+    ``engine`` maps the files (see :mod:`anonlens.engines`; default: the local process pool); it
+    does not enter the options' fingerprint, so a run can be resumed on another engine.
 
     The records go to ``audit_dir`` (default: ``OUTPUT.anonlens-audit`` beside the output
     folder). ``progress`` is called with each finished record; ``on_start`` with the number of
@@ -511,6 +495,10 @@ def run_batch(
     options = options or BatchOptions()
     if options.overwrite and options.resume:
         raise AnonlensError("--overwrite and --resume exclude each other")
+    if engine is None:
+        from .engines.local import LocalEngine
+
+        engine = LocalEngine()
     started = time.perf_counter()
     out = check_output_dir(output_dir)
     inputs = [Path(p) for p in inputs]
@@ -574,7 +562,8 @@ def run_batch(
                     finish(pre)
                 else:
                     todo.append(t)
-            _run_tasks(todo, options, finish, on_frame)
+            if todo:
+                engine.map_files(todo, options, finish, on_frame)
         finally:
             journal.close()
 
@@ -582,35 +571,12 @@ def run_batch(
         report.seconds = time.perf_counter() - started
         report.failed.sort(key=lambda r: r["input"])
         report.nothing_found.sort()
-        extra = {"legacy_records_moved": legacy} if legacy else {}
+        extra = {"engine": engine.describe(), **({"legacy_records_moved": legacy} if legacy else {})}
         write_manifest(report, options, head, journal_path, index, layout, extra=extra)
         shutil.rmtree(tmp, ignore_errors=True)
         journal_path.unlink(missing_ok=True)
         layout.current.unlink(missing_ok=True)
     return report
-
-
-def _run_tasks(todo: list[FileTask], options: BatchOptions, finish: Callable[[dict[str, Any]], None],
-               on_frame: Callable[[str, int, int], None] | None = None) -> None:
-    workers = _effective_workers(options.workers, len(todo), options.config)
-    if workers == 1:
-        if options.threads_per_worker is not None:
-            _worker_init(options.threads_per_worker)
-        for t in todo:
-            finish(process_file(t, options, on_frame))
-        return
-    threads = options.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
-        pending: set[cf.Future] = set()
-        for t in todo:
-            pending.add(pool.submit(process_file, t, options))
-            if len(pending) >= 2 * workers:
-                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    finish(fut.result())
-        for fut in cf.as_completed(pending):
-            finish(fut.result())
 
 
 def _account_for_leftovers(report: BatchReport, out: Path, written: set[str], prior: PriorRun | None, mode: str) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "AnonlensError",
     "UnknownNameError",
     "ImageReadError",
+    "ImageTooLargeError",
     "ImageWriteError",
     "WeightsUnavailableError",
     "DetectionError",
@@ -35,6 +36,10 @@ class ImageReadError(AnonlensError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ImageTooLargeError(ImageReadError):
+    """An input image has more pixels than the limit allows (a decompression-bomb guard)."""
 
 
 class ImageWriteError(AnonlensError):

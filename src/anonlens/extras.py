@@ -3,7 +3,8 @@
 The core install (``pip install anonlens``) anonymizes, inspects, scores with the classic,
 identity and detectability metrics, checks and reports without PyTorch. Everything that needs
 torch (learned metrics, LPIPS/FID/KID, EDI's saliency and white-box attacker, Mask R-CNN) is in the
-``learn`` extra; videos (PyAV, 104 MB with its FFmpeg) in the ``video`` extra. Registry entries declare the extra they need (the ``extra`` tag), commands call
+``learn`` extra; videos (PyAV, 104 MB with its FFmpeg) in the ``video`` extra; the Ray engine
+(about 240 MB) in the ``ray`` extra; the web service (FastAPI, uvicorn) in the ``service`` extra. Registry entries declare the extra they need (the ``extra`` tag), commands call
 :func:`require_extra` first, so a missing extra is reported before any file is touched.
 
 >>> EXTRAS["learn"][0]
@@ -11,7 +12,7 @@ torch (learned metrics, LPIPS/FID/KID, EDI's saliency and white-box attacker, Ma
 >>> require_extra("core-does-not-exist", "x")
 Traceback (most recent call last):
 ...
-ValueError: unknown extra 'core-does-not-exist'; known: learn, tensorboard, video
+ValueError: unknown extra 'core-does-not-exist'; known: learn, ray, service, tensorboard, video
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "learn": ("torch", "torchvision", "torchmetrics", "captum", "pytorch_fid", "sklearn", "safetensors", "matplotlib"),
     "tensorboard": ("torch", "tensorboard"),
     "video": ("av",),
+    "ray": ("ray",),
+    "service": ("fastapi", "uvicorn", "python_multipart"),
 }
 
 

@@ -23,7 +23,7 @@ from .errors import AnonlensError
 from .operators import Operator, create_operator
 from .regions import Region, Shape, region_mask, whole_image_region
 
-__all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "SCOPE_DEFAULTS"]
+__all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "anonymize_encoded", "EncodedResult", "SCOPE_DEFAULTS"]
 
 #: a base scope (face, body, person, image), ``text``, a base scope with text ("face,text"), or
 #: ``all`` (= "person,text": faces, people and text)
@@ -609,3 +609,57 @@ def anonymize(
     else:
         anon = cached_anonymizer(config)
     return anon(image, source=source)
+
+
+@dataclass
+class EncodedResult:
+    """What :func:`anonymize_encoded` made of one encoded image."""
+
+    data: bytes | None  #: the anonymized image, encoded without metadata (None: ``on_empty="skip"``)
+    record: dict[str, Any]  #: size, formats, notes, then the anonymizer's record, status, nothing_found
+    original: np.ndarray  #: the decoded input pixels (RGB)
+    image: np.ndarray | None  #: the anonymized pixels
+    format: str  #: the output's format (JPEG, PNG, ...)
+
+
+def anonymize_encoded(
+    data: bytes,
+    config: AnonymizeConfig,
+    *,
+    name: str,
+    out_format: str | None = None,
+    max_pixels: int | None = None,
+    keep_metadata: bool = False,
+    jpeg_quality: int = 95,
+    source: str | None = None,
+    note_format_mismatch: bool = True,
+) -> EncodedResult:
+    """Decode ``data``, anonymize it with ``config`` (models cached per process) and encode the
+    result in ``out_format`` (default: the input's format) without metadata: the per-image core of
+    the batch runner and of the web service. Fails closed: raises :class:`AnonlensError` (or
+    another exception) rather than return anything un-anonymized or carrying metadata; ``name``
+    names the image in errors."""
+    from .io import DEFAULT_MAX_PIXELS, SUFFIX_BY_FORMAT, decode_image, encode_image, metadata_problems
+
+    loaded = decode_image(data, name=name, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, keep_metadata=keep_metadata)
+    if out_format is None:
+        out_format = "JPEG" if loaded.format == "MPO" else loaded.format if loaded.format in SUFFIX_BY_FORMAT else "PNG"
+    rec: dict[str, Any] = {"size": [int(loaded.rgb.shape[1]), int(loaded.rgb.shape[0])]}
+    notes = list(loaded.notes)
+    if note_format_mismatch and loaded.format not in (out_format, "MPO" if out_format == "JPEG" else None):
+        notes.append(f"the content is {loaded.format}, the name says {out_format}: written as {out_format}, as its name says")
+    rec["format"] = {"input": loaded.format, "output": out_format}
+    if notes:
+        rec["notes"] = notes
+    result = cached_anonymizer(config)(loaded.rgb, source=source)
+    rec.update(result.record)
+    rec["status"] = result.action
+    rec["nothing_found"] = result.empty
+    if result.image is None:  # on_empty == "skip"
+        return EncodedResult(None, rec, loaded.rgb, None, out_format)
+    encoded = encode_image(loaded, result.image, format=out_format, quality=jpeg_quality, keep_metadata=keep_metadata)
+    leftover = metadata_problems(encoded, keep_metadata=keep_metadata)
+    if leftover:
+        allowed = " beyond the --keep-metadata allow-list" if keep_metadata else ""
+        raise AnonlensError(f"refusing to write: the encoded output still carries metadata{allowed} ({', '.join(leftover)})")
+    return EncodedResult(encoded, rec, loaded.rgb, result.image, out_format)

@@ -42,7 +42,7 @@ from ..io import is_video
 from ..regions import box_iou
 from .pairs import Pair, split_manifest
 
-__all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "read_reviewed", "manifest_pairs", "pairs_from_scores"]
+__all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "check_images", "read_reviewed", "manifest_pairs", "pairs_from_scores"]
 
 #: worst first: an image's verdict is the first of these that applies
 VERDICTS = ("not-evaluated", "re-identified", "text-readable", "residual-face", "residual-text", "nothing-found", "passed")
@@ -266,29 +266,7 @@ def release_gate(
         except Exception as exc:  # fail closed: an image the gate could not check never passes
             item.verdict, item.problems = "not-evaluated", [f"{type(exc).__name__}: {exc}"]
         else:
-            for i, f in enumerate(item.faces, 1):
-                where = f" in frame {f['frame']}" if "frame" in f else ""
-                if f["reidentified"]:
-                    d = min(v for v in (f["identity_distance"], f["identity_distance_at_position"]) if v is not None)
-                    item.problems.append(f"face {i}{where} at {f['box']} re-identified (identity distance {d:.3f} < {threshold})")
-                if f["residual"]:
-                    item.problems.append(f"face {i}{where} at {f['box']} still detected as a face (score {f['residual_score']:.2f} >= {residual_threshold})")
-            texts = item.texts or []
-            for i, t in enumerate(texts, 1):
-                if t["readable"]:
-                    item.problems.append(f"text {i} at {t['box']} still readable (read back with similarity {t['similarity']:.2f})")
-                elif t["detected"]:
-                    item.problems.append(f"text {i} at {t['box']} still detected as text (score {t['residual_score']:.2f})")
-            if any(f["reidentified"] for f in item.faces):
-                item.verdict = "re-identified"
-            elif any(t["readable"] for t in texts):
-                item.verdict = "text-readable"
-            elif any(f["residual"] for f in item.faces):
-                item.verdict = "residual-face"
-            elif any(t["detected"] for t in texts):
-                item.verdict = "residual-text"
-            elif not item.faces and not texts:
-                item.verdict, item.problems = "nothing-found", ["no face detector finds a face in the original: a person must review it"]
+            _judge(item, threshold, residual_threshold)
         if progress is not None:
             progress(n)
     for item in items:
@@ -328,6 +306,55 @@ def _check_text(original, anonymized, kept_boxes) -> list[dict[str, Any]]:
         out.append({"box": [round(float(v), 1) for v in r.box], "score": round(float(r.score), 4), "residual_score": score,
                     "detected": score >= detector.threshold, "similarity": round(sim, 3), "readable": sim >= TEXT_SIMILARITY})
     return out
+
+
+def _judge(item: ImageVerdict, threshold: float, residual_threshold: float) -> None:
+    """Set ``item``'s verdict and problems from its face and text checks."""
+    for i, f in enumerate(item.faces, 1):
+        where = f" in frame {f['frame']}" if "frame" in f else ""
+        if f["reidentified"]:
+            d = min(v for v in (f["identity_distance"], f["identity_distance_at_position"]) if v is not None)
+            item.problems.append(f"face {i}{where} at {f['box']} re-identified (identity distance {d:.3f} < {threshold})")
+        if f["residual"]:
+            item.problems.append(f"face {i}{where} at {f['box']} still detected as a face (score {f['residual_score']:.2f} >= {residual_threshold})")
+    texts = item.texts or []
+    for i, t in enumerate(texts, 1):
+        if t["readable"]:
+            item.problems.append(f"text {i} at {t['box']} still readable (read back with similarity {t['similarity']:.2f})")
+        elif t["detected"]:
+            item.problems.append(f"text {i} at {t['box']} still detected as text (score {t['residual_score']:.2f})")
+    if any(f["reidentified"] for f in item.faces):
+        item.verdict = "re-identified"
+    elif any(t["readable"] for t in texts):
+        item.verdict = "text-readable"
+    elif any(f["residual"] for f in item.faces):
+        item.verdict = "residual-face"
+    elif any(t["detected"] for t in texts):
+        item.verdict = "residual-text"
+    elif not item.faces and not texts:
+        item.verdict, item.problems = "nothing-found", ["no face detector finds a face in the original: a person must review it"]
+
+
+def check_images(
+    original,
+    anonymized,
+    *,
+    key: str = "image",
+    threshold: float = DLIB_MATCH_THRESHOLD,
+    residual_threshold: float = 0.2,
+    dlib_min_score: float = 0.5,
+    text: bool = False,
+    kept_text: Sequence = (),
+) -> ImageVerdict:
+    """The gate's verdict for one original/anonymized pair of decoded ``(H, W, 3)`` RGB images
+    (no files: the web service's check). Raises :class:`AnonlensError` when the sizes differ."""
+    if original.shape[:2] != anonymized.shape[:2]:
+        raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
+    checker = _checker(float(threshold), float(residual_threshold), float(dlib_min_score))
+    item = ImageVerdict(key, None, None, "passed")
+    item.faces, item.texts = _check_images(checker, original, anonymized, text, list(kept_text))
+    _judge(item, threshold, residual_threshold)
+    return item
 
 
 def _check_images(checker, original, anonymized, check_text: bool, kept) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:

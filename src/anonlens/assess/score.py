@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import csv
 import io
 import json
@@ -17,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from ..io import DEFAULT_MAX_PIXELS, atomic_writer, read_image
 from ..metrics import GroupMetric, Metric, PairBatch, create_metric
 from .pairs import Pair
 
-__all__ = ["ScoreOptions", "ScoreResult", "score_pairs", "reid_rate", "rank1_rate", "calibrate_threshold"]
+__all__ = ["ScoreOptions", "ScoreResult", "score_pairs", "score_stream", "score_chunk", "build_metrics", "reid_rate", "rank1_rate", "calibrate_threshold"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,89 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence[Metric | GroupMetric]) -> Iterator[tuple]:
+    """The scored rows ``(pair, values, error, original_vector, anonymized_vector)`` of ``pairs``
+    (videos expanded to their sampled frames), in completion order: images are decoded in a small
+    thread pool and grouped by size into batches for the tensor metrics; group metrics accumulate
+    their features in place. The vectors are the identity metric's descriptors (None without it)."""
+    pair_metrics = [m for m in metrics if isinstance(m, Metric)]
+    group_metrics = [m for m in metrics if isinstance(m, GroupMetric)]
+    identity = next((m for m in pair_metrics if m.name == "identity"), None)
+    buckets: dict[tuple, list] = {}
+
+    def flush(shape) -> Iterator[tuple]:
+        items = buckets.pop(shape)
+        batch = PairBatch(
+            [a for _, _, a in items],
+            None if items[0][1] is None else [o for _, o, _ in items],
+            [p.key for p, _, _ in items],
+        )
+        n_before = len(identity.original_vectors) if identity else 0
+        columns_out: dict[str, list] = {}
+        for m in pair_metrics:
+            columns_out.update(m(batch))
+        for gm in group_metrics:
+            groups_of = [_group_keys(p) for p, _, _ in items]
+            for g in sorted({g for gs in groups_of for g in gs}):
+                idx = [i for i, gs in enumerate(groups_of) if g in gs]
+                gm.update(g, batch.original[idx], batch.anonymized[idx])
+        rows = []
+        for i, (pair, _, _) in enumerate(items):
+            values = {c: v[i] for c, v in columns_out.items()}
+            vectors = (identity.original_vectors[n_before + i], identity.anonymized_vectors[n_before + i]) if identity else (None, None)
+            rows.append((pair, values, None, *vectors))
+        if identity is not None:  # the vectors now travel with the rows
+            identity.original_vectors.clear()
+            identity.anonymized_vectors.clear()
+        yield from rows
+
+    with cf.ThreadPoolExecutor(max(1, options.decode_threads)) as pool:
+        window: list[cf.Future] = []
+        it = iter(_expand_videos(list(pairs)))
+        exhausted = False
+        while window or not exhausted:
+            while not exhausted and len(window) < 4 * max(1, options.decode_threads) + options.batch_size:
+                try:
+                    window.append(pool.submit(_load, next(it), options))
+                except StopIteration:
+                    exhausted = True
+            if not window:
+                break
+            pair, orig, anon, error = window.pop(0).result()
+            if error:
+                yield pair, {}, error, None, None
+                continue
+            shape = (anon.shape, orig is None)
+            buckets.setdefault(shape, []).append((pair, orig, anon))
+            if len(buckets[shape]) >= options.batch_size:
+                yield from flush(shape)
+        for shape in list(buckets):
+            yield from flush(shape)
+
+
+def build_metrics(options: ScoreOptions) -> list[Metric | GroupMetric]:
+    """The metrics ``options`` names, built with their options (one clear error for a bad one)."""
+    opts = {name: dict(o) for name, o in options.metric_options}
+    if "identity" in options.metrics:
+        opts["identity"] = {"threshold": options.threshold, **opts.get("identity", {})}
+    return [create_metric(name, **opts.get(name, {})) for name in options.metrics]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_metrics(options: ScoreOptions) -> list[Metric | GroupMetric]:
+    return build_metrics(options)
+
+
+def score_chunk(pairs: Sequence[Pair], options: ScoreOptions) -> tuple[list[tuple], dict[str, dict]]:
+    """Score one chunk of pairs with metrics built once per process (for distributed engines):
+    the rows of :func:`score_stream` and each group metric's collected state (see
+    :meth:`GroupMetric.take_state`), to be merged on the driver."""
+    metrics = _cached_metrics(options)
+    rows = list(score_stream(pairs, options, metrics))
+    states = {m.name: m.take_state() for m in metrics if isinstance(m, GroupMetric)}
+    return rows, states
+
+
 def score_pairs(
     pairs: Sequence[Pair],
     output_dir: str | Path | None,
@@ -130,15 +214,14 @@ def score_pairs(
     *,
     metrics: Iterable[Metric | GroupMetric] | None = None,
     progress: Callable[[int], None] | None = None,
+    engine: Any = None,
 ) -> ScoreResult:
     """Score ``pairs``; write ``scores.csv`` and ``scores.jsonl`` (one row per pair), ``groups.csv``
-    and ``summary.json`` to ``output_dir`` (nothing is written when it is None)."""
+    and ``summary.json`` to ``output_dir`` (nothing is written when it is None). ``engine`` (see
+    :mod:`anonlens.engines`) computes the rows; default: this process."""
     options = options or ScoreOptions()
-    opts = {name: dict(o) for name, o in options.metric_options}
-    if "identity" in options.metrics:
-        opts["identity"] = {"threshold": options.threshold, **opts.get("identity", {})}
     if metrics is None:
-        metrics = [create_metric(name, **opts.get(name, {})) for name in options.metrics]
+        metrics = build_metrics(options)
     metrics = list(metrics)
     no_original = any(p.original is None and not p.error for p in pairs)
     for m in metrics:
@@ -161,6 +244,10 @@ def score_pairs(
     keep: dict[str, list] = {"reidentified": [], "orig_vec": [], "anon_vec": []}
     identity = next((m for m in pair_metrics if m.name == "identity"), None)
     done = 0
+    if engine is None:
+        from ..engines.local import LocalEngine
+
+        engine = LocalEngine()
 
     with contextlib.ExitStack() as stack:  # outputs appear atomically, and only if scoring finishes
         csv_fh = stack.enter_context(atomic_writer(out / "scores.csv")) if out else None
@@ -170,8 +257,7 @@ def score_pairs(
         if writer:
             writer.writeheader()
 
-        def emit(pair: Pair, values: dict[str, Any], error: str | None) -> None:
-            nonlocal done
+        for pair, values, error, orig_vec, anon_vec in engine.map_score(pairs, options, metrics):
             row = {
                 "key": pair.key,
                 "original": str(pair.original) if pair.original else "",
@@ -184,6 +270,10 @@ def score_pairs(
             row = {k: _jsonable(v) for k, v in row.items()}
             if error:
                 errors.append({"key": pair.key, "error": error})
+            elif identity is not None:
+                keep["reidentified"].append(values.get("reidentified"))
+                keep["orig_vec"].append(orig_vec)
+                keep["anon_vec"].append(anon_vec)
             if writer:
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
             if jsonl_fh:
@@ -191,58 +281,6 @@ def score_pairs(
             done += 1
             if progress:
                 progress(done)
-
-        buckets: dict[tuple, list] = {}
-
-        def flush(shape) -> None:
-            items = buckets.pop(shape)
-            batch = PairBatch(
-                [a for _, _, a in items],
-                None if items[0][1] is None else [o for _, o, _ in items],
-                [p.key for p, _, _ in items],
-            )
-            n_before = len(identity.original_vectors) if identity else 0
-            columns_out: dict[str, list] = {}
-            for m in pair_metrics:
-                columns_out.update(m(batch))
-            for gm in group_metrics:
-                groups_of = [_group_keys(p) for p, _, _ in items]
-                for g in sorted({g for gs in groups_of for g in gs}):
-                    idx = [i for i, gs in enumerate(groups_of) if g in gs]
-                    gm.update(g, batch.original[idx], batch.anonymized[idx])
-            for i, (pair, _, _) in enumerate(items):
-                values = {c: v[i] for c, v in columns_out.items()}
-                if identity is not None:
-                    keep["reidentified"].append(values.get("reidentified"))
-                    keep["orig_vec"].append(identity.original_vectors[n_before + i])
-                    keep["anon_vec"].append(identity.anonymized_vectors[n_before + i])
-                emit(pair, values, None)
-            if identity is not None:  # the vectors now live in `keep`
-                identity.original_vectors.clear()
-                identity.anonymized_vectors.clear()
-
-        with cf.ThreadPoolExecutor(max(1, options.decode_threads)) as pool:
-            window: list[cf.Future] = []
-            it = iter(_expand_videos(pairs))
-            exhausted = False
-            while window or not exhausted:
-                while not exhausted and len(window) < 4 * max(1, options.decode_threads) + options.batch_size:
-                    try:
-                        window.append(pool.submit(_load, next(it), options))
-                    except StopIteration:
-                        exhausted = True
-                if not window:
-                    break
-                pair, orig, anon, error = window.pop(0).result()
-                if error:
-                    emit(pair, {}, error)
-                    continue
-                shape = (anon.shape, orig is None)
-                buckets.setdefault(shape, []).append((pair, orig, anon))
-                if len(buckets[shape]) >= options.batch_size:
-                    flush(shape)
-            for shape in list(buckets):
-                flush(shape)
         if text:
             text.flush()
             text.detach()
@@ -263,7 +301,8 @@ def score_pairs(
     if out:
         _write_groups(out / "groups.csv", groups)
         with atomic_writer(out / "summary.json") as fh:
-            fh.write(json.dumps({"summary": summary, "groups": groups, "metrics": info, "errors": errors}, indent=2, default=str).encode())
+            fh.write(json.dumps({"summary": summary, "groups": groups, "metrics": info, "errors": errors, "engine": engine.describe()},
+                                indent=2, default=str).encode())
     return result
 
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AnonlensError
-from .main import _fail, _parse_options, _require, app, err_console, out_console
+from .main import ENGINE_HELP, ENGINE_OPTION_HELP, RAY_ADDRESS_HELP, _fail, _parse_options, _require, app, err_console, make_engine, out_console
 
 weights_app = typer.Typer(help="Model weight files: what anonlens knows, where they are, whether they are intact.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -58,8 +58,8 @@ def _parse_size(resize: Optional[str]):
 
 
 def run_score(pairs, output: Optional[Path], metrics: tuple[str, ...], metric_options: tuple, *, resize=None,
-              batch_size: int = 16, threshold: float = 0.6, quiet: bool = False):
-    """Score with a progress bar; returns the ScoreResult."""
+              batch_size: int = 16, threshold: float = 0.6, quiet: bool = False, engine=None):
+    """Score with a progress bar (on ``engine``, default: this process); returns the ScoreResult."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ..assess import ScoreOptions, score_pairs
@@ -71,7 +71,7 @@ def run_score(pairs, output: Optional[Path], metrics: tuple[str, ...], metric_op
     )
     with progress:
         task = progress.add_task("score", total=len(pairs))
-        return score_pairs(pairs, output, options, progress=lambda n: progress.update(task, completed=n))
+        return score_pairs(pairs, output, options, progress=lambda n: progress.update(task, completed=n), engine=engine)
 
 
 def print_score_summary(result, json_out: bool) -> None:
@@ -124,7 +124,11 @@ def score_cmd(
     semsim: Optional[Path] = typer.Option(None, "--semsim", help="A trained SemSim model (`anonlens semsim train`): adds its semsim distance column."),
     resize: Optional[str] = typer.Option(None, help="Resize both images to WxH first (aspect not kept), e.g. 224x224."),
     threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
-    batch_size: int = typer.Option(16, min=1, help="Pairs per batch for the tensor metrics."),
+    batch_size: int = typer.Option(16, min=1, help="Pairs per batch for the tensor metrics (and per Ray task)."),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    workers: int = typer.Option(0, "--workers", "-j", help="With --engine ray: the CPUs of the Ray started here (0: all)."),
+    engine_option: Optional[List[str]] = typer.Option(None, "--engine-option", "-E", help=ENGINE_OPTION_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -153,8 +157,14 @@ def score_cmd(
         bad = [p for p in pair_list if p.error]
         if bad:
             err_console.print(f"[yellow]{len(bad)} of {len(pair_list)} pair(s) cannot be scored (listed at the end)[/]")
-        result = run_score(pair_list, output, names, options, resize=_parse_size(resize),
-                           batch_size=batch_size, threshold=threshold, quiet=quiet)
+        runner = make_engine(engine, ray_address, workers, engine_option) if engine != "local" or ray_address or engine_option else None
+        if runner is None:
+            result = run_score(pair_list, output, names, options, resize=_parse_size(resize),
+                               batch_size=batch_size, threshold=threshold, quiet=quiet)
+        else:
+            with runner:
+                result = run_score(pair_list, output, names, options, resize=_parse_size(resize),
+                                   batch_size=batch_size, threshold=threshold, quiet=quiet, engine=runner)
     except AnonlensError as exc:
         _fail(str(exc))
     print_score_summary(result, json_out)

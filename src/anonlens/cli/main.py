@@ -49,6 +49,37 @@ def _require(extra: str, feature: str) -> None:
         _fail(str(exc))
 
 
+ENGINE_HELP = ("Where the work runs: local (this machine's process pool) or ray (a Ray started on this machine for the run, "
+               "or the cluster of --ray-address). Needs pip install 'anonlens[ray]'.")
+RAY_ADDRESS_HELP = ("Join a running Ray cluster (HOST:PORT, or auto) instead of starting one; implies --engine ray. Every node "
+                    "needs this anonlens version and the same paths (a shared file system).")
+ENGINE_OPTION_HELP = ("Ray engine option key=value (repeatable): files_per_task=4 (pairs_per_task for score), max_retries=2 "
+                      "(a task whose worker dies is retried this often, then its files one by one), threads_per_worker=1, temp_dir=DIR "
+                      "(Ray's session folder for a Ray started here; default /tmp/ray).")
+
+
+def make_engine(engine: str, ray_address: Optional[str], workers: int, engine_option: Optional[List[str]]):
+    """The engine the CLI's --engine/--ray-address/--workers/--engine-option name (not started yet);
+    one-line errors (exit 2) for an unknown engine, a missing extra or a bad option."""
+    from ..engines import create_engine
+
+    opts = _parse_options(engine_option, "engine")
+    if ray_address:
+        if engine not in ("local", "ray"):
+            _fail(f"unknown engine '{engine}'; known: local, ray")
+        engine = "ray"
+    if engine == "ray":
+        opts = {**opts, "address": ray_address, "workers": workers}
+    elif opts:
+        _fail("--engine-option applies to --engine ray")
+    else:
+        opts = {"workers": workers}
+    try:
+        return create_engine(engine, **opts)
+    except (AnonlensError, TypeError) as exc:
+        _fail(str(exc))
+
+
 def _parse_options(pairs: List[str] | None, what: str) -> dict[str, Any]:
     """``["key=value", ...]`` -> dict; values are read as JSON when they parse (numbers, lists)."""
     out: dict[str, Any] = {}
@@ -99,7 +130,10 @@ def anonymize_cmd(
     keep_audio: bool = typer.Option(False, "--keep-audio", help="Videos: copy the first audio stream unchanged (default: audio is dropped; voices identify people too)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run recorded for OUTPUT: its outputs are rewritten or removed; the run history keeps its record."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run recorded for OUTPUT (interrupted or finished) with the same options: an image is skipped when its input is unchanged and its output still has the recorded hash; anything else is redone."),
-    workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = automatic: one process for detectors that use every core themselves (centerface), else one per CPU core."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Parallel worker processes; 0 = automatic: one process for detectors that use every core themselves (centerface), else one per CPU core. With --engine ray: the CPUs of the Ray started here (0: all)."),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    engine_option: Optional[List[str]] = typer.Option(None, "--engine-option", "-E", help=ENGINE_OPTION_HELP),
     max_pixels: int = typer.Option(100_000_000, min=1, help="Refuse images with more pixels than this (decompression-bomb guard; files over 8 bytes per pixel + 64 MiB are not read)."),
     jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG/WebP outputs."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="Folder for the run's private records (manifest with original paths and hashes, run history, --assess scores). Default: OUTPUT.anonlens-audit beside OUTPUT. Never inside OUTPUT."),
@@ -178,7 +212,9 @@ def anonymize_cmd(
             workers=workers,
             video=VideoOptions(keep_audio=keep_audio, detect_every=detect_every),
         )
-        report = _run_with_progress(run_batch, inputs, output, options, audit, quiet)
+        runner = make_engine(engine, ray_address, workers, engine_option)
+        with runner:
+            report = _run_with_progress(run_batch, inputs, output, options, audit, quiet, runner)
     except AnonlensError as exc:
         _fail(str(exc))
     if not (json_out and assess):  # with both, one JSON document is printed at the end
@@ -228,7 +264,7 @@ def _print_edi(edi: dict[str, Any], target: float) -> None:
     out_console.print(f"[{style}]final re-identification rate {100 * final:.2f} % (target {100 * target:.2f} %)[/]")
 
 
-def _run_with_progress(run_batch, inputs, output, options, audit, quiet):
+def _run_with_progress(run_batch, inputs, output, options, audit, quiet, engine=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -265,7 +301,8 @@ def _run_with_progress(run_batch, inputs, output, options, audit, quiet):
         progress.update(state["task"], advance=1, info=f"{state['failed']} failed")
 
     with progress:
-        return run_batch(inputs, output, options, audit_dir=audit, progress=on_record, on_start=on_start, on_frame=on_frame)
+        return run_batch(inputs, output, options, audit_dir=audit, progress=on_record, on_start=on_start, on_frame=on_frame,
+                         engine=engine)
 
 
 def _report_payload(report) -> dict[str, Any]:
@@ -412,6 +449,7 @@ from . import learn as _learn  # noqa: E402,F401  (registers the learned-metric 
 from . import edi as _edi  # noqa: E402,F401  (registers the EDI-Anon commands)
 from . import agan as _agan  # noqa: E402,F401  (registers the A-GAN commands)
 from . import attack as _attack  # noqa: E402,F401  (registers the reconstruction-attack commands)
+from . import serve as _serve  # noqa: E402,F401  (registers the web service)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
-from ..errors import ImageReadError, ImageWriteError
+from ..errors import ImageReadError, ImageTooLargeError, ImageWriteError
 from .metadata import EXIF_IFD, KEPT_EXIF_TAGS
 
 __all__ = [
@@ -195,7 +195,7 @@ def decode_image(
             if w <= 0 or h <= 0:
                 raise ImageReadError(name, f"image has no pixels ({w}x{h})")
             if max_pixels is not None and w * h > max_pixels:
-                raise ImageReadError(
+                raise ImageTooLargeError(
                     name, f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} (raise it with --max-pixels)"
                 )
             if getattr(img, "n_frames", 1) > 1:

@@ -50,6 +50,19 @@ class GroupMetric:
         real.append(self._features(original))
         fake.append(self._features(anonymized))
 
+    def take_state(self) -> dict[str, tuple[list, list]]:
+        """The collected per-group features (or crops), handed over and forgotten here: a worker
+        of a distributed engine returns them, the driver merges them (:meth:`merge_state`)."""
+        state, self._groups = self._groups, {}
+        return state
+
+    def merge_state(self, state: dict[str, tuple[list, list]]) -> None:
+        """Add what another instance collected (see :meth:`take_state`)."""
+        for group, (real, fake) in state.items():
+            mine = self._groups.setdefault(group, ([], []))
+            mine[0].extend(real)
+            mine[1].extend(fake)
+
     def compute(self) -> dict[str, dict[str, Any]]:
         """``{group: {"value": ..., "n": ..., "error": ...}}``; a group that is too small gets an
         ``error`` message instead of a value (never NaN)."""

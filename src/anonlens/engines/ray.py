@@ -1,0 +1,319 @@
+"""The Ray engine: the per-file function and the per-chunk scoring on a Ray cluster.
+
+The driver (the ``anonlens`` process) plans, takes the output folder's lock, journals every record
+the workers return and writes the manifest, exactly as with the local engine; the workers run
+:func:`anonlens.batch.process_file` on a few files per task (models load once per worker process:
+the anonymizer is cached per process) and write each output atomically on the shared file system.
+
+Faults: Ray retries a task whose worker died (``max_retries`` times). A batch that still fails is
+split into one task per file, so that one file that kills its worker cannot take the others down;
+a file whose own task fails that often is recorded as failed, by name, with the reason, and
+nothing is written for it (outputs are only ever renamed into place). At most ``2 x CPUs`` tasks
+are in flight: the driver's memory does not grow with the number of files.
+
+Privacy: no input path is logged by anonlens; worker output is not forwarded to the driver
+(``log_to_driver=False``) and Ray's usage statistics are off unless you turn them on. See the
+README ("Scale-out on Ray") for what Ray itself writes on each machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import AnonlensError
+
+__all__ = ["RayEngine", "DEFAULT_FILES_PER_TASK", "DEFAULT_MAX_RETRIES"]
+
+DEFAULT_FILES_PER_TASK = 4
+DEFAULT_MAX_RETRIES = 2
+
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return os.path.isfile(path)
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """One clear error at once when nothing listens at HOST:PORT (Ray itself retries for minutes)."""
+    import socket
+
+    if address in ("auto",) or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise AnonlensError(f"--ray-address must look like HOST:PORT (the head node's GCS port, 6379 by default), got '{address}'")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise AnonlensError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc.strerror or exc}); "
+                            "start it with `ray start --head` or check the address") from None
+
+
+# -- what runs on the workers (module-level: pickled by reference, imported on the worker) --------
+
+
+def _probe() -> dict[str, Any]:
+    import sys
+
+    from .._version import __version__
+
+    return {"anonlens": __version__, "python": sys.version.split()[0]}
+
+
+_THREADS: list[int | None] = [None]
+
+
+def _prepare(paths: Iterable[str], cwd: str, threads: int) -> str | None:
+    """Use ``threads`` threads; run in the driver's folder when a path is relative. Returns an
+    error when the driver's folder does not exist on this node."""
+    from .. import runtime
+
+    if _THREADS[0] != threads:
+        runtime.set_num_threads(threads)
+        _THREADS[0] = threads
+    if any(not os.path.isabs(p) for p in paths) and os.getcwd() != cwd:
+        if not os.path.isdir(cwd):
+            return f"relative input paths and the driver's folder {cwd} does not exist on this node; give absolute paths"
+        os.chdir(cwd)
+    return None
+
+
+def _run_files(tasks: list, options: Any, cwd: str, threads: int, fn: Callable | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from ..batch import _record_base, process_file
+    from ..pipeline import cached_anonymizer
+
+    problem = _prepare([p for t in tasks for p in (t.src, t.dst, t.tmp_dir)], cwd, threads)
+    if problem:
+        return [{**_record_base(t), "error": f"{t.src}: {problem}", "seconds": 0.0} for t in tasks], {"pid": os.getpid(), "loads": 0}
+    fn = fn or process_file
+    before = cached_anonymizer.cache_info().misses
+    records = [fn(t, options) for t in tasks]
+    return records, {"pid": os.getpid(), "loads": cached_anonymizer.cache_info().misses - before}
+
+
+def _run_scores(pairs: list, options: Any, cwd: str, threads: int) -> tuple[list[tuple], dict[str, Any], dict[str, Any]]:
+    from ..assess.score import score_chunk
+
+    problem = _prepare([str(p) for pair in pairs for p in (pair.anonymized, pair.original) if p is not None], cwd, threads)
+    if problem:
+        return [(pair, {}, f"{pair.key}: {problem}", None, None) for pair in pairs], {}, {"pid": os.getpid()}
+    rows, states = score_chunk(pairs, options)
+    return rows, states, {"pid": os.getpid()}
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+
+class RayEngine:
+    """Run on Ray. ``address=None`` starts a Ray on this machine for the run (``workers`` CPUs,
+    default all) and stops it after; ``address="HOST:PORT"`` (or ``"auto"``) joins a running
+    cluster, whose nodes must have this anonlens version installed and see the same paths.
+    ``temp_dir`` is Ray's session folder for the Ray started here (default: Ray's, /tmp/ray).
+    ``files_per_task`` files (``pairs_per_task`` pairs) go to one task; a task whose worker dies is
+    retried ``max_retries`` times."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, workers: int = 0, files_per_task: int = DEFAULT_FILES_PER_TASK,
+                 pairs_per_task: int | None = None, max_retries: int = DEFAULT_MAX_RETRIES, threads_per_worker: int | None = None,
+                 temp_dir: str | None = None):
+        if files_per_task < 1:
+            raise AnonlensError(f"files per task must be at least 1, got {files_per_task}")
+        if max_retries < 0:
+            raise AnonlensError(f"max retries must be 0 or more, got {max_retries}")
+        self.address = address or None
+        self.workers = int(workers)
+        self.files_per_task, self.pairs_per_task = int(files_per_task), pairs_per_task
+        self.max_retries, self.threads_per_worker = int(max_retries), threads_per_worker
+        self.temp_dir = temp_dir
+        if temp_dir is not None and address:
+            raise AnonlensError("temp_dir applies to the Ray started here; a joined cluster keeps its own (ray start --temp-dir)")
+        self._owned = False
+        self._pending: dict[Any, list] = {}
+        self._stats: dict[str, Any] = {"pids": set(), "model_loads": 0, "tasks": 0, "split": 0, "lost": 0}
+        self._cpus = 1
+        self._threads = 1  # per task: a task holds one of the cluster's CPUs
+
+    # lifecycle
+
+    def __enter__(self) -> "RayEngine":
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+
+        if ray.is_initialized():  # a session the caller opened (a notebook, a test): use it as it is
+            self._owned = False
+        elif self.address is None:
+            ray.init(address="local", num_cpus=self.workers or None, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING, **({"_temp_dir": str(Path(self.temp_dir).absolute())} if self.temp_dir else {}))
+            self._owned = True
+            if self.workers:  # fewer tasks than cores here: each may use its share of the cores
+                self._threads = max(1, (os.cpu_count() or 1) // self.workers)
+        else:
+            _reachable(self.address)
+            if "RAY_AUTH_MODE" not in os.environ and _token_available():
+                os.environ["RAY_AUTH_MODE"] = "token"  # the cluster's token is here: present it
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError, ...
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AnonlensError(f"cannot join the Ray cluster at {self.address}: {first} (is it running, and is its "
+                                    "token in ~/.ray/auth_token or RAY_AUTH_TOKEN?)") from None
+            self._owned = True
+        try:
+            self._check_workers(ray)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _check_workers(self, ray) -> None:
+        from .._version import __version__
+
+        try:
+            info = ray.get(ray.remote(_probe).options(name="anonlens.probe", max_retries=self.max_retries).remote(), timeout=300)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise AnonlensError(f"the Ray workers cannot run anonlens ({first}); install anonlens {__version__} on every node") from None
+        if info["anonlens"] != __version__:
+            raise AnonlensError(f"the Ray workers run anonlens {info['anonlens']}, this driver {__version__}: "
+                                "install the same version on every node")
+        self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def __exit__(self, *exc: Any) -> None:
+        import ray
+
+        for ref in list(self._pending):
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished or its worker gone
+                pass
+        self._pending.clear()
+        if self._owned and ray.is_initialized():
+            ray.shutdown()
+        self._owned = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address or "local", "cpus": self._cpus, "files_per_task": self.files_per_task,
+                "max_retries": self.max_retries, "worker_processes": len(self._stats["pids"]),
+                "model_loads": self._stats["model_loads"], "tasks": self._stats["tasks"],
+                "batches_split": self._stats["split"], "lost": self._stats["lost"]}
+
+    # the loop
+
+    def _drive(self, units: Iterator[list], submit: Callable[[list], Any]) -> Iterator[tuple]:
+        """Keep ``2 x CPUs`` tasks in flight; yield ``("done", result)`` as tasks finish. A unit
+        whose task fails after Ray's retries is split into single items; a single item that fails
+        yields ``("lost", item, reason)``."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        singles: collections.deque[list] = collections.deque()
+        window = 2 * self._cpus
+        while True:
+            while len(self._pending) < window:
+                unit = singles.popleft() if singles else next(units, None)
+                if unit is None:
+                    break
+                self._pending[submit(unit)] = unit
+                self._stats["tasks"] += 1
+            if not self._pending:
+                return
+            ready, _ = ray.wait(list(self._pending), num_returns=1)
+            for ref in ready:
+                unit = self._pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayError as exc:
+                    if len(unit) > 1:
+                        self._stats["split"] += 1
+                        singles.extend([item] for item in unit)
+                        continue
+                    if isinstance(exc, RayTaskError):
+                        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                        text = str(cause).strip()
+                        why = f"the Ray task failed: {type(cause).__name__}: {text.splitlines()[-1] if text else ''}"
+                    else:
+                        why = (f"its Ray worker was lost {1 + self.max_retries} times ({type(exc).__name__}); "
+                               "nothing was written for it")
+                    self._stats["lost"] += 1
+                    yield ("lost", unit[0], why)
+                    continue
+                yield ("done", result)
+
+    def map_files(self, todo: list, options, finish: Callable[[dict[str, Any]], None],
+                  on_frame: Callable[[str, int, int], None] | None = None, fn: Callable | None = None) -> None:
+        """``finish(record)`` for every task, in completion order (``on_frame`` is not reported
+        from remote workers)."""
+        import ray
+
+        from ..batch import _record_base
+
+        options_ref = ray.put(options)
+        cwd = os.getcwd()
+        threads = self.threads_per_worker or options.threads_per_worker or self._threads
+        remote = ray.remote(_run_files).options(name="anonlens.files", num_cpus=1, max_retries=self.max_retries,
+                                                retry_exceptions=False)
+        # a video takes long: one per task, so that it does not hold images back
+        units = _chunks(todo, self.files_per_task, alone=lambda t: _is_video(t.src))
+        for event in self._drive(units, lambda unit: remote.remote(unit, options_ref, cwd, threads, fn)):
+            if event[0] == "lost":
+                _, task, why = event
+                finish({**_record_base(task), "error": f"{task.src}: {why}", "seconds": 0.0})
+                continue
+            records, meta = event[1]
+            self._stats["pids"].add(meta["pid"])
+            self._stats["model_loads"] += meta["loads"]
+            for rec in records:
+                finish(rec)
+
+    def map_score(self, pairs: Iterable, options, metrics: list) -> Iterator[tuple]:
+        """The scored rows, computed on the cluster, as chunks finish; the group metrics' states
+        are merged into ``metrics``."""
+        import ray
+
+        from ..metrics import GroupMetric
+
+        groups = {m.name: m for m in metrics if isinstance(m, GroupMetric)}
+        options_ref = ray.put(options)
+        cwd = os.getcwd()
+        threads = self.threads_per_worker or self._threads
+        remote = ray.remote(_run_scores).options(name="anonlens.scores", num_cpus=1, max_retries=self.max_retries,
+                                                 retry_exceptions=False)
+        units = _chunks(list(pairs), self.pairs_per_task or options.batch_size, alone=lambda p: _is_video(p.anonymized))
+        for event in self._drive(units, lambda unit: remote.remote(unit, options_ref, cwd, threads)):
+            if event[0] == "lost":
+                _, pair, why = event
+                yield (pair, {}, f"{pair.key}: {why}", None, None)
+                continue
+            rows, states, meta = event[1]
+            self._stats["pids"].add(meta["pid"])
+            for name, state in states.items():
+                groups[name].merge_state(state)
+            yield from rows
+
+
+def _is_video(path) -> bool:
+    from ..io import is_video
+
+    return is_video(path)
+
+
+def _chunks(items: list, size: int, *, alone: Callable[[Any], bool]) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        if alone(item):
+            yield [item]
+            continue
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,370 @@
+"""The web service: a FastAPI app made by :func:`create_app`, a thin shell over the library.
+
+``POST /anonymize`` runs :func:`anonlens.pipeline.anonymize_encoded` (the batch runner's per-image
+core: decode with validation, detect, perturb, verify, encode without metadata) and then the
+release gate's check (:func:`anonlens.assess.gate.check_images`) on the pair; ``POST /check``
+runs that check on a pair the client sends. Nothing is stored: uploads are read into memory
+(multipart parts are never spooled to disk: the spool size is raised above the body limit), never
+logged, and responses say ``Cache-Control: no-store``. Fail closed: an image that cannot be
+anonymized, or whose anonymized version the check finds still identifiable, is not returned.
+"""
+
+
+
+import base64
+import logging
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, List, Literal, Optional
+
+from .._version import __version__
+from ..errors import AnonlensError, ImageReadError, ImageTooLargeError, UnknownNameError
+from .limits import Admission, BodyLimit, Busy
+
+__all__ = ["ServiceSettings", "create_app", "SUPPORTED_FORMATS"]
+
+log = logging.getLogger("anonlens.service")
+
+#: what the service accepts and returns (the input's format is kept)
+SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
+                     "TIFF": "image/tiff"}
+_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+#: verdicts for which the anonymized image is not returned
+_REFUSED = ("re-identified", "text-readable", "residual-face", "residual-text")
+SCOPES = ["face", "person", "body", "image", "text", "face,text", "person,text", "all"]
+
+_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+                                       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"}
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Limits and start-up of the service (``anonlens serve`` options)."""
+
+    max_upload_bytes: int = 25 << 20  #: per image
+    max_pixels: int = 40_000_000  #: per image (decompression-bomb guard)
+    max_concurrent: int = 4  #: requests worked on at once; one more gets 503
+    jpeg_quality: int = 95
+    preload: bool = True  #: load the default models at start-up
+
+    @property
+    def max_request_bytes(self) -> int:  # two images (POST /check) and the form fields
+        return 2 * self.max_upload_bytes + (256 << 10)
+
+
+class ServiceError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any):
+        self.status, self.message, self.extra = status, message, extra
+        super().__init__(message)
+
+
+def _raise_spool_limit(limit: int) -> None:
+    """Starlette spools a multipart file part to a temporary file past ``spool_max_size`` (1 MB):
+    keep every part of an admitted request in memory instead (the body limit bounds it)."""
+    from starlette.formparsers import MultiPartParser
+
+    if MultiPartParser.spool_max_size <= limit:
+        MultiPartParser.spool_max_size = limit + 1
+
+
+def _options(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ServiceError(422, f"{what} option '{item}' must look like key=value")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+async def _read_upload(upload, field: str, settings: ServiceSettings) -> bytes:
+    """The whole upload, in memory; 413 over the limit, 415 for a type the service does not take."""
+    from ..io import sniff_format
+
+    if upload is None or not hasattr(upload, "read"):
+        raise ServiceError(422, f"'{field}' must be an image file (multipart/form-data)")
+    data = await upload.read(settings.max_upload_bytes + 1)
+    await upload.close()
+    if len(data) > settings.max_upload_bytes:
+        raise ServiceError(413, f"'{field}' is over the limit of {settings.max_upload_bytes:,} bytes")
+    if not data:
+        raise ServiceError(422, f"'{field}' is empty (0 bytes)")
+    fmt = sniff_format(data[:32])
+    if fmt is None or fmt not in SUPPORTED_FORMATS:
+        what = f"{fmt} images are" if fmt else "this file type is"
+        raise ServiceError(415, f"'{field}': {what} not supported; send JPEG, PNG, WebP, BMP or TIFF")
+    return data
+
+
+def _decode(data: bytes, field: str, settings: ServiceSettings):
+    from ..io import decode_image
+
+    try:
+        return decode_image(data, name=field, max_pixels=settings.max_pixels).rgb
+    except ImageTooLargeError as exc:
+        raise ServiceError(413, f"'{field}': {exc.problem}") from None
+    except ImageReadError as exc:
+        raise ServiceError(422, f"'{field}': {exc.problem}") from None
+
+
+def _verdict_dict(item) -> dict[str, Any]:
+    d = asdict(item)
+    d.pop("anonymized", None)
+    d.pop("original", None)
+    d.pop("key", None)
+    d.pop("reviewed", None)
+    return d
+
+
+def create_app(settings: ServiceSettings | None = None):
+    """The FastAPI app (uvicorn runs it: ``anonlens serve``)."""
+    from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+    settings = settings or ServiceSettings()
+    _raise_spool_limit(settings.max_request_bytes)
+    admission = Admission(settings.max_concurrent)
+    compute = threading.Lock()  # the models are shared: one image is worked on at a time
+    state: dict[str, Any] = {"ready": not settings.preload}
+
+    def preload() -> None:
+        from ..assess.gate import _checker
+        from ..pipeline import AnonymizeConfig, cached_anonymizer
+
+        cached_anonymizer(AnonymizeConfig())
+        _checker(0.6, 0.2, 0.5)
+        state["ready"] = True
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if settings.preload:
+            await run_in_threadpool(preload)
+        yield
+
+    app = FastAPI(
+        title="anonlens",
+        version=__version__,
+        summary="Anonymize people in images and check how anonymous the result is. Nothing is stored.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    app.state.admission = admission  # the admitted-requests counter (health, tests)
+    app.state.settings = settings
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError):
+        headers = dict(_HEADERS)
+        if exc.status == 503:
+            headers["Retry-After"] = "1"
+        return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status, headers=headers)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        for k, v in _HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    async def _work(fn, *args):
+        """``fn(*args)`` in a worker thread, admitted or 503; library errors become 4xx, anything
+        else a 500 that names only the error's type (never the image or its name)."""
+        try:
+            with admission:
+                return await run_in_threadpool(_locked, fn, *args)
+        except Busy as exc:
+            raise ServiceError(503, str(exc)) from None
+        except ServiceError:
+            raise
+        except UnknownNameError as exc:
+            raise ServiceError(422, str(exc)) from None
+        except AnonlensError as exc:
+            raise ServiceError(422, str(exc)) from None
+        except MemoryError:
+            raise ServiceError(413, "out of memory for this image; send a smaller one") from None
+        except Exception as exc:
+            log.error("request failed: %s", type(exc).__name__)
+            raise ServiceError(500, f"internal error ({type(exc).__name__}); nothing was returned") from None
+
+    def _locked(fn, *args):
+        with compute:
+            return fn(*args)
+
+    # -- the page and its files ---------------------------------------------------------------
+
+    static = resources.files("anonlens.service") / "static"
+    page = {name: (static / name).read_bytes() for name in ("index.html", "app.js", "style.css")}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> Response:
+        return Response(page["index.html"], media_type="text/html; charset=utf-8")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        types = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+        if name not in types:
+            raise ServiceError(404, f"no such file: {name}")
+        return Response(page[name], media_type=types[name])
+
+    # -- the API ------------------------------------------------------------------------------
+
+    @app.get("/health", summary="Liveness and readiness", tags=["service"])
+    def health() -> dict[str, Any]:
+        """``ready`` is true once the default models are loaded."""
+        return {"status": "ok", "version": __version__, "ready": state["ready"], "busy": admission.active,
+                "max_concurrent": admission.limit}
+
+    @app.get("/options", summary="What the API and the page accept", tags=["service"])
+    def options() -> dict[str, Any]:
+        from ..detectors import DETECTORS
+        from ..extras import has_extra
+        from ..operators import OPERATORS
+
+        ops = [n for n in OPERATORS.names() if not OPERATORS.get(n).tags.get("extra") or has_extra(OPERATORS.get(n).tags["extra"])]
+        ops = [n for n in ops if n != "agan"]  # needs a generator checkpoint on the server's disk
+        return {"scopes": SCOPES, "operators": ops, "detectors": [n for n in DETECTORS.names() if n != "boxes"],
+                "formats": sorted({_EXT[f] for f in SUPPORTED_FORMATS if f in _EXT}),
+                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                           "max_concurrent": settings.max_concurrent}}
+
+    @app.post(
+        "/anonymize",
+        summary="Anonymize one image",
+        tags=["anonymize"],
+        responses={
+            200: {"description": "The anonymized image in the input's format (or JSON with `response=json`); "
+                                 "headers X-Anonlens-Verdict, X-Anonlens-Status, X-Anonlens-Regions.",
+                  "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}, "image/bmp": {}, "image/tiff": {},
+                              "application/json": {}}},
+            409: {"description": "The check still finds the person (or text) in the anonymized image: nothing is returned"},
+            413: {"description": "The upload is over the size or pixel limit"},
+            415: {"description": "Not an image type the service takes"},
+            422: {"description": "A corrupt image, or a bad option"},
+            503: {"description": "Busy: retry shortly"},
+        },
+    )
+    async def anonymize_endpoint(
+        file: UploadFile = File(..., description="The image (JPEG, PNG, WebP, BMP, TIFF)"),
+        scope: str = Form("face", description="face, person, body, image, text, or combinations such as face,text"),
+        operator: str = Form("blur", description="blur, pixelate, mask, noise, dp-pix, inpaint (see GET /options)"),
+        detector: Optional[str] = Form(None, description="A detector name (default: centerface for faces, hog-person for bodies)"),
+        threshold: Optional[float] = Form(None, ge=0, le=1, description="Detector score threshold"),
+        shape: Optional[Literal["ellipse", "box", "mask", "auto"]] = Form(None),
+        margin: Optional[float] = Form(None, ge=0, le=2, description="Grow each region by this fraction of its size"),
+        seed: Optional[int] = Form(None, description="Seed for the random operators"),
+        on_empty: Literal["keep", "full"] = Form("keep", description="Nothing found: keep the image (verdict nothing-found: "
+                                                                     "review it) or anonymize the whole frame"),
+        verify: bool = Form(True, description="Re-detect faces in the anonymized regions and strengthen"),
+        check: bool = Form(True, description="Check the result like `anonlens check` and refuse (409) an identifiable one"),
+        operator_option: Optional[List[str]] = Form(None, description="key=value, e.g. strength=0.3"),
+        detector_option: Optional[List[str]] = Form(None, description="key=value, e.g. max_side=1280"),
+        response: Literal["image", "json"] = Form("image", description="image: the file; json: the image (base64), "
+                                                                         "the regions, the record and the verdict"),
+    ):
+        """Anonymize the image; return it in its own format, without metadata."""
+        from ..pipeline import AnonymizeConfig, anonymize_encoded
+
+        data = await _read_upload(file, "file", settings)
+        det_opts = _options(detector_option, "detector")
+        op_opts = _options(operator_option, "operator")
+        if threshold is not None:
+            det_opts["threshold"] = threshold
+        if seed is not None:
+            op_opts["seed"] = seed
+        if operator == "agan":
+            raise ServiceError(422, "operator 'agan' needs a generator checkpoint on the server; use the CLI")
+        try:
+            config = AnonymizeConfig(scope=scope, detector=detector, detector_options=det_opts, operator=operator,  # type: ignore[arg-type]
+                                     operator_options=op_opts, shape=shape, margin=margin, on_empty=on_empty, verify=verify)
+        except (AnonlensError, ValueError, TypeError) as exc:
+            raise ServiceError(422, str(exc)) from None
+
+        def run():
+            from ..assess.gate import check_images
+
+            try:
+                made = anonymize_encoded(data, config, name="file", out_format=None, max_pixels=settings.max_pixels,
+                                         jpeg_quality=settings.jpeg_quality)
+            except ImageTooLargeError as exc:
+                raise ServiceError(413, f"'file': {exc.problem}") from None
+            except ImageReadError as exc:
+                raise ServiceError(422, f"'file': {exc.problem}") from None
+            verdict = None
+            if check:
+                verdict = check_images(made.original, made.image, text="text" in scope or scope == "all")
+            return made, verdict
+
+        made, verdict = await _work(run)
+        rec = made.record
+        verdict_name = verdict.verdict if verdict is not None else "not-checked"
+        if verdict is not None and verdict.verdict in _REFUSED:
+            raise ServiceError(409, "the anonymized image is still identifiable: " + "; ".join(verdict.problems)
+                               + ". Nothing was returned; try a stronger operator (mask) or a larger margin.",
+                               verdict=verdict.verdict, problems=verdict.problems)
+        media = SUPPORTED_FORMATS[made.format]
+        filename = f"anonymized.{_EXT[made.format]}"
+        headers = {**_HEADERS, "X-Anonlens-Verdict": verdict_name, "X-Anonlens-Status": rec["status"],
+                   "X-Anonlens-Regions": str(len(rec.get("regions", [])))}
+        if response == "json":
+            body = {
+                "status": rec["status"],
+                "verdict": verdict_name,
+                "problems": [] if verdict is None else verdict.problems,
+                "review_needed": bool(rec.get("nothing_found")),
+                "regions": rec.get("regions", []),
+                "check": None if verdict is None else _verdict_dict(verdict),
+                "record": rec,
+                "image": {"media_type": media, "filename": filename, "base64": base64.b64encode(made.data).decode("ascii")},
+            }
+            return JSONResponse(body, headers=headers)
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return Response(made.data, media_type=media, headers=headers)
+
+    @app.post(
+        "/check",
+        summary="Check an original/anonymized pair",
+        tags=["check"],
+        responses={413: {"description": "An upload is over the size or pixel limit"}, 415: {"description": "Not an image type"},
+                   422: {"description": "A corrupt image, sizes that differ, or a bad option"}, 503: {"description": "Busy"}},
+    )
+    async def check_endpoint(
+        original: UploadFile = File(..., description="The original image"),
+        anonymized: UploadFile = File(..., description="Its anonymized version (same size)"),
+        threshold: float = Form(0.6, gt=0, le=2, description="Identity distance below which a face counts as re-identified (dlib: 0.6)"),
+        text: bool = Form(False, description="Also check that text found in the original is no longer readable"),
+    ) -> dict[str, Any]:
+        """The release gate's verdict for one pair: per face in the original, the identity distance
+        in the anonymized image and whether a face is still detected there."""
+        from ..assess.gate import check_images
+
+        orig_data = await _read_upload(original, "original", settings)
+        anon_data = await _read_upload(anonymized, "anonymized", settings)
+
+        def run():
+            o = _decode(orig_data, "original", settings)
+            a = _decode(anon_data, "anonymized", settings)
+            return check_images(o, a, threshold=threshold, text=text)
+
+        verdict = await _work(run)
+        return {"verdict": verdict.verdict, "passed": verdict.passed, **_verdict_dict(verdict)}
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)  # outermost: before any parsing
+    return app
