@@ -276,8 +276,8 @@ def test_edi_cli_on_a_real_face_and_option_errors(tmp_path, astronaut):
     bad = runner.invoke(app, ["anonymize", str(tmp_path / "astronaut.png"), "-o", str(tmp_path / "o2"), "-e", "q=50"])
     assert bad.exit_code == 2 and "--method edi" in bad.output
     bad = runner.invoke(app, ["anonymize", str(tmp_path / "astronaut.png"), "-o", str(tmp_path / "o3"), "--method", "edi",
-                              "--saliency", "gradient"])
-    assert bad.exit_code == 2 and "white-box" in bad.output
+                              "--saliency", "gradcam"])
+    assert bad.exit_code == 2 and "needs a classifier oracle" in bad.output
 
 
 def test_matched_risk_and_tradeoff_files(tmp_path):

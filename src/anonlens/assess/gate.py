@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import AnonlensError
-from ..identity import DLIB_MATCH_THRESHOLD, match_distances
+from ..identity import DLIB_MATCH_THRESHOLD
 from ..io import is_video
 from ..regions import box_iou
 from .pairs import Pair, split_manifest
@@ -197,19 +197,37 @@ class _Checker:
                 found.append((tuple(float(v) for v in box), "dlib"))
         return found
 
-    def check_face(self, original, anonymized, box, found_by: str, anon_faces) -> dict[str, Any]:
-        ref = self.embedder.embed_at(original, box)
-        d_at, d_found = match_distances(self.embedder, ref, anonymized, [f for f in anon_faces if box_iou(f.box, box) > 0.3])
-        residual = self.verifier.residual(anonymized, box)
-        return {
-            "box": [round(v, 1) for v in box],
-            "found_by": found_by,
-            "identity_distance_at_position": round(d_at, 4),
-            "identity_distance": None if d_found is None else round(d_found, 4),
-            "reidentified": min(d for d in (d_at, d_found) if d is not None) < self.threshold,
-            "residual_score": residual,
-            "residual": residual >= self.verifier.threshold,
-        }
+    def check_faces(self, original, anonymized, boxes: list[tuple[tuple[float, ...], str]]) -> list[dict[str, Any]]:
+        """Each face of the original checked in the anonymized image: the identity distance at its
+        landmarks and to any face dlib still finds near it (searched around the boxes only), and
+        the residual face score. All descriptors in one batch."""
+        from ..identity import identity_distance
+
+        if not boxes:
+            return []
+        emb = self.embedder
+        ref_shapes = [emb.shape_at(original, b) for b, _ in boxes]
+        near = emb.locate_near(anonymized, [b for b, _ in boxes])
+        embedded = emb.embed_shapes([(original, s) for s in ref_shapes] + [(anonymized, s) for s in ref_shapes]
+                                    + [(anonymized, s) for s in near])
+        n = len(boxes)
+        refs, ats, found = embedded[:n], embedded[n : 2 * n], embedded[2 * n :]
+        out = []
+        for (box, found_by), ref, at in zip(boxes, refs, ats):
+            d_at = identity_distance(ref.vector, at.vector)
+            d_found = min((identity_distance(ref.vector, f.vector) for f in found if box_iou(f.box, box) > 0.3), default=None)
+            residual = self.verifier.residual(anonymized, box)
+            out.append({
+                "box": [round(v, 1) for v in box],
+                "found_by": found_by,
+                "identity_distance_at_position": round(d_at, 4),
+                "identity_distance": None if d_found is None else round(d_found, 4),
+                "reidentified": min(d for d in (d_at, d_found) if d is not None) < self.threshold,
+                "residual_score": residual,
+                "residual": residual >= self.verifier.threshold,
+                "identity_engine": emb.engine,
+            })
+        return out
 
 
 @lru_cache(maxsize=2)
@@ -359,7 +377,5 @@ def check_images(
 
 def _check_images(checker, original, anonymized, check_text: bool, kept) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """The face checks (and the text checks when asked) of one original/anonymized image pair."""
-    boxes = checker.face_boxes(original)
-    anon_faces = checker.embedder.embed_all(anonymized) if boxes else []
-    faces = [checker.check_face(original, anonymized, b, by, anon_faces) for b, by in boxes]
+    faces = checker.check_faces(original, anonymized, checker.face_boxes(original))
     return faces, (_check_text(original, anonymized, kept) if check_text else None)

@@ -141,7 +141,7 @@ def anonymize_cmd(
     target_risk: float = typer.Option(0.01, help="EDI: the re-identification rate to reach; the exit code is 1 when the final rate is above it."),
     q: float = typer.Option(90.0, "--q", help="EDI: perturb the elements at or above this percentile of identity saliency per iteration (the reference: 90; 99 for masking)."),
     max_iters: int = typer.Option(20, help="EDI: iterations per face before giving up (then the whole face gets the operator, unless -e on_fail=keep)."),
-    saliency: str = typer.Option("auto", help="EDI: occlusion or rise (black-box, any oracle), gradient or gradcam (white-box classifier). auto: gradient with --oracle-model, else occlusion."),
+    saliency: str = typer.Option("auto", help="EDI: occlusion or rise (black-box, any oracle), gradient (white-box: a classifier, or dlib's network on the torch engine) or gradcam (classifier). auto: gradient where torch is installed, occlusion with dlib-bin alone."),
     oracle_model: Optional[Path] = typer.Option(None, help="EDI: identity classifier from `anonlens train-identity` as the attacker (white-box). Default: dlib's face-identity model."),
     edi_option: Optional[List[str]] = typer.Option(None, "--edi-option", "-e", help="EDI option key=value (repeatable): threshold=0.6 (dlib distance), windows=4 (occlusion), masks=32 (rise), on_fail=uniform|keep, refresh=1, select=reference|fresh, attribute_model=CKPT (is the age/gender... kept), device=cpu."),
     assess: bool = typer.Option(False, "--assess", help="Then score the outputs against the inputs (identity risk, residual detectability, SSIM, ...) and add the result to the manifest."),

@@ -9,6 +9,12 @@ and its size says by how much, so that saliency methods can ask "which pixels lo
   original's landmarks (the strongest attacker: it knows where the face was). With a ``gallery``
   of other people's descriptors, identified while the original is still the nearest identity
   (rank-1). Evidence = ``threshold - distance`` (gallery: nearest other - own distance).
+  On the torch engine (anonlens' PyTorch build of dlib's network, the default where torch is
+  installed) the same oracle is also **white-box**: :meth:`DlibOracle.input_gradient` gives the
+  gradient of the identity distance with respect to the image's elements, through the alignment's
+  affine warp (:mod:`anonlens.facenet.align`); the gradient saliency ranks elements by that
+  gradient times the change the operator would make there (the first-order gain in distance).
+  Distances are always measured on dlib's own chip.
 - ``classifier`` (white-box): a torch identity classifier trained by ``anonlens train-identity``.
   Identified while it predicts the true identity (the reference's attacker accuracy). Evidence =
   true logit - best other logit. Gives input gradients and Grad-CAM for the saliency step.
@@ -80,7 +86,8 @@ ORACLES: Registry[IdentityOracle] = Registry("identity oracle")
 class DlibOracle(IdentityOracle):
     name = "dlib"
 
-    def __init__(self, *, threshold: float = 0.6, gallery: Sequence[Sequence[float]] | None = None, embedder=None):
+    def __init__(self, *, threshold: float = 0.6, gallery: Sequence[Sequence[float]] | None = None, embedder=None,
+                 engine: str = "auto", device: str = "cpu"):
         from ..identity import DlibFaceEmbedder
 
         if not 0 < float(threshold) < 2:
@@ -88,7 +95,12 @@ class DlibOracle(IdentityOracle):
         self.threshold = float(threshold)
         self._gallery = None if gallery is None else np.asarray(gallery, dtype=np.float64).reshape(-1, 128)
         self.gallery_size = 0 if self._gallery is None else int(len(self._gallery))
-        self._embedder = embedder or DlibFaceEmbedder()
+        self._embedder = embedder or DlibFaceEmbedder(engine=engine, device=device)
+        self.engine = getattr(self._embedder, "engine", "dlib")
+        #: white-box (input gradients) on the torch engine
+        self.white_box = self.engine == "torch" and getattr(self._embedder, "_torch_net", None) is not None
+        #: the gradient saliency ranks elements by gradient x (operator's value - current value)
+        self.gradient_times_delta = True
 
     def prepare(self, original, region=None, *, label=None):
         original = as_rgb_uint8(original)
@@ -100,16 +112,48 @@ class DlibOracle(IdentityOracle):
         return self._embedder.embed_at(original, region.box)
 
     def measure(self, target, images):
-        out = []
-        for image in images:
-            vec = self._embedder.embed_at(image, target).vector
-            d = float(np.linalg.norm(vec - target.vector))
-            if self._gallery is None:
-                out.append(Measure(self.threshold - d, distance=d))
-            else:
-                nearest_other = float(np.min(np.linalg.norm(self._gallery - vec, axis=1)))
-                out.append(Measure(nearest_other - d, distance=d))
-        return out
+        vectors = self._embedder.describe_many([(as_rgb_uint8(image), target.shape) for image in images])
+        return [self._measure(target, vec) for vec in vectors]
+
+    def _measure(self, target, vec: np.ndarray) -> Measure:
+        d = float(np.linalg.norm(vec - target.vector))
+        if self._gallery is None:
+            return Measure(self.threshold - d, distance=d)
+        nearest_other = float(np.min(np.linalg.norm(self._gallery - vec, axis=1)))
+        return Measure(nearest_other - d, distance=d)
+
+    def input_gradient(self, target, image: np.ndarray) -> tuple[np.ndarray, Measure]:
+        """White-box (torch engine): the gradient of the identity distance with respect to each
+        element, ``(H, W, 3)``, and the image's measure (on dlib's own chip). The gradient saliency
+        multiplies it by the change the operator would make (see ``gradient_times_delta``)."""
+        grads, measures = self.input_gradients([target], [image])
+        return grads[0], measures[0]
+
+    def input_gradients(self, targets: Sequence[Any], images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[Measure]]:
+        """:meth:`input_gradient` for many faces: the distance's gradient through the alignment's
+        affine warp (bilinear) of each image, descriptors of the exact chips in one batch."""
+        import torch
+
+        from ..facenet.align import chip_to_image_affine, warp_chips
+
+        if not self.white_box:
+            raise AnonlensError("input gradients need the torch identity engine (pip install 'anonlens[learn]')")
+        net = self._embedder._torch_net
+        measures = self.measure_many(targets, images)
+        grads = []
+        for target, image in zip(targets, images):
+            img = torch.from_numpy(as_rgb_uint8(image)).to(self._embedder.device).permute(2, 0, 1).float().requires_grad_(True)
+            chip = warp_chips(img, chip_to_image_affine(target.shape, padding=self._embedder.padding)[None])
+            ref = torch.as_tensor(target.vector, dtype=torch.float32, device=img.device)
+            dist = (net(chip)[0] - ref).norm()
+            (g,) = torch.autograd.grad(dist, img)
+            grads.append(g.permute(1, 2, 0).cpu().numpy())
+        return grads, measures
+
+    def measure_many(self, targets: Sequence[Any], images: Sequence[np.ndarray]) -> list[Measure]:
+        """Each image measured against its own target, the descriptors in one batch."""
+        vectors = self._embedder.describe_many([(as_rgb_uint8(image), t.shape) for t, image in zip(targets, images)])
+        return [self._measure(t, v) for t, v in zip(targets, vectors)]
 
 
 @ORACLES.register("classifier", summary="torch identity classifier from `anonlens train-identity` (white-box).", extra="learn")

@@ -6,7 +6,9 @@ Every method has the signature ``(oracle, target, current, perturbed, candidates
 or ``(H, W, 3)`` (per element) array, larger = more identity-revealing. Methods:
 
 - ``gradient`` (white-box): the reference's input gradient of the cross-entropy toward the
-  runner-up class, per element;
+  runner-up class, per element (a classifier oracle); for dlib's network (torch engine) the
+  gradient of the identity distance times the change the operator would make to each element:
+  the first-order gain in distance of swapping it in;
 - ``gradcam`` (white-box): Grad-CAM of the true identity (captum ``LayerGradCam``);
 - ``occlusion`` (black-box): captum's ``Occlusion`` with the perturbed image as the baseline: how
   much the oracle's evidence drops when a window is replaced by the operator's output;
@@ -31,25 +33,33 @@ SALIENCY: Registry[SaliencyFn] = Registry("saliency method")
 
 
 def default_saliency(oracle) -> str:
-    """``gradient`` for white-box oracles (the reference), ``occlusion`` for black-box ones."""
-    return "gradient" if oracle.white_box else "occlusion"
+    """The oracle's own choice (``preferred_saliency``), else ``gradient`` for white-box oracles
+    (the reference), ``occlusion`` for black-box ones."""
+    return getattr(oracle, "preferred_saliency", None) or ("gradient" if oracle.white_box else "occlusion")
 
 
 def _need_white_box(oracle, method: str) -> None:
     if not oracle.white_box:
-        raise AnonlensError(f"saliency '{method}' needs a white-box oracle (a torch classifier); '{oracle.name}' is black-box: use occlusion or rise")
+        raise AnonlensError(f"saliency '{method}' needs a white-box oracle (a torch classifier, or dlib's network on the torch "
+                            f"engine: pip install 'anonlens[learn]'); '{oracle.name}' is black-box here: use occlusion or rise")
 
 
 @SALIENCY.register("gradient", summary="Input gradient of CE toward the runner-up class (white-box; the reference).", extra="learn")
 def gradient(oracle, target, current, perturbed, candidates, *, rng=None) -> np.ndarray:
     _need_white_box(oracle, "gradient")
     grad, _ = oracle.input_gradient(target, current)
+    if getattr(oracle, "gradient_times_delta", False):
+        from .loop import gradient_times_delta
+
+        return gradient_times_delta(grad, current, perturbed)
     return grad
 
 
 @SALIENCY.register("gradcam", summary="Grad-CAM of the true identity (white-box, captum).", extra="learn")
 def gradcam(oracle, target, current, perturbed, candidates, *, rng=None) -> np.ndarray:
     _need_white_box(oracle, "gradcam")
+    if not hasattr(oracle, "gradcam"):
+        raise AnonlensError(f"saliency 'gradcam' needs a classifier oracle (a class to explain); '{oracle.name}' has none: use gradient")
     return oracle.gradcam(target, current)
 
 
@@ -133,6 +143,8 @@ def check_saliency(method: str, options: dict[str, Any], oracle=None) -> None:
     SALIENCY.require(method)  # gradient, gradcam and occlusion need the 'learn' extra (torch, captum)
     if oracle is not None and method in WHITE_BOX_ONLY:
         _need_white_box(oracle, method)
+        if method == "gradcam" and not hasattr(oracle, "gradcam"):
+            raise AnonlensError(f"saliency 'gradcam' needs a classifier oracle (a class to explain); '{oracle.name}' has none: use gradient")
     from ..errors import UnknownNameError
     from ..registry import suggest
 
