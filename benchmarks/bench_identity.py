@@ -28,17 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import cpu_flags  # noqa: E402
 from bench_edi import astronaut_faces  # noqa: E402
 
 from anonlens.identity import DlibFaceEmbedder, identity_distance  # noqa: E402
-
-
-def _cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-        return ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
-    except (OSError, StopIteration):
-        return "?"
 
 
 def _timed(fn, repeats: int = 3) -> float:
@@ -123,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    print(f"{os.cpu_count()} CPUs, flags {_cpu_flags()}, torch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
+    print(f"{os.cpu_count()} CPUs, flags {cpu_flags()}, torch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
     faces = astronaut_faces()
     rows = {"scoring": scoring(faces), "edi": edi(faces)}
     if args.json:

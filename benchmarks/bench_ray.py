@@ -24,18 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_flags
 from _scenes import make_scenes
 
 from anonlens.batch import BatchOptions, run_batch
 from anonlens.engines import create_engine
-
-
-def _cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-        return ",".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
-    except (OSError, StopIteration):
-        return "?"
 
 
 def _run(engine_name: str, workers: int, photos: Path, work: Path, tag: str, files_per_task: int) -> tuple[float, float, dict]:
@@ -70,7 +63,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     photos = work / "photos"
     make_scenes(photos, args.images)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, flags {_cpu_flags()}; "
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, flags {cpu_flags()}; "
           f"{args.images} photos 1280x720, detector centerface, operator blur")
     # warm the file cache and the one-time model conversion, outside the timings
     _run("local", 1, photos, work, "warm", args.files_per_task)

@@ -11,9 +11,10 @@ anonymized, or whose anonymized version the check finds still identifiable, is n
 
 
 
+import asyncio
 import base64
+import concurrent.futures
 import logging
-import threading
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -135,13 +136,14 @@ def _verdict_dict(item) -> dict[str, Any]:
 def create_app(settings: ServiceSettings | None = None):
     """The FastAPI app (uvicorn runs it: ``anonlens serve``)."""
     from fastapi import FastAPI, File, Form, Request, UploadFile
-    from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     settings = settings or ServiceSettings()
     _raise_spool_limit(settings.max_request_bytes)
     admission = Admission(settings.max_concurrent)
-    compute = threading.Lock()  # the models are shared: one image is worked on at a time
+    # one compute thread: the models are shared and each uses every core, so one image is worked on
+    # at a time; a single thread also keeps the allocator from growing one arena per request thread
+    compute = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="anonlens-compute")
     state: dict[str, Any] = {"ready": not settings.preload}
 
     def preload() -> None:
@@ -155,8 +157,9 @@ def create_app(settings: ServiceSettings | None = None):
     @asynccontextmanager
     async def lifespan(app):
         if settings.preload:
-            await run_in_threadpool(preload)
+            await asyncio.get_running_loop().run_in_executor(compute, preload)
         yield
+        compute.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="anonlens",
@@ -185,11 +188,11 @@ def create_app(settings: ServiceSettings | None = None):
         return response
 
     async def _work(fn, *args):
-        """``fn(*args)`` in a worker thread, admitted or 503; library errors become 4xx, anything
+        """``fn(*args)`` on the compute thread, admitted or 503; library errors become 4xx, anything
         else a 500 that names only the error's type (never the image or its name)."""
         try:
             with admission:
-                return await run_in_threadpool(_locked, fn, *args)
+                return await asyncio.get_running_loop().run_in_executor(compute, fn, *args)
         except Busy as exc:
             raise ServiceError(503, str(exc)) from None
         except ServiceError:
@@ -203,10 +206,6 @@ def create_app(settings: ServiceSettings | None = None):
         except Exception as exc:
             log.error("request failed: %s", type(exc).__name__)
             raise ServiceError(500, f"internal error ({type(exc).__name__}); nothing was returned") from None
-
-    def _locked(fn, *args):
-        with compute:
-            return fn(*args)
 
     # -- the page and its files ---------------------------------------------------------------
 
