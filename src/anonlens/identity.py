@@ -21,6 +21,7 @@ from .checks import as_rgb_uint8
 from .weights import resolve_weights
 
 __all__ = ["DlibFaceEmbedder", "FaceEmbedding", "DLIB_MATCH_THRESHOLD", "IDENTITY_ENGINES", "identity_distance", "match_distances",
+           "match_distances_many",
            "resolve_engine", "torch_network"]
 
 DLIB_MATCH_THRESHOLD = 0.6
@@ -80,9 +81,16 @@ def match_distances(embedder: "DlibFaceEmbedder", ref: "FaceEmbedding", anonymiz
     """How close ``anonymized`` still is to the face ``ref``: the distance of the descriptor taken
     at ``ref``'s landmarks in ``anonymized`` (the attacker who knows where the face was), and the
     smallest distance to ``faces`` found in it (None when there are none)."""
-    d_at = identity_distance(ref.vector, embedder.embed_at(anonymized, ref).vector)
-    d_found = min((identity_distance(ref.vector, f.vector) for f in faces), default=None)
-    return d_at, d_found
+    return match_distances_many(embedder, [ref], anonymized, [faces])[0]
+
+
+def match_distances_many(embedder: "DlibFaceEmbedder", refs: "list[FaceEmbedding]", anonymized: np.ndarray,
+                         faces: "list[list[FaceEmbedding]]") -> list[tuple[float, float | None]]:
+    """:func:`match_distances` for several faces of one image (``faces[i]``: the faces found that
+    may be ``refs[i]``), the descriptors at the references' landmarks in one batch."""
+    at = embedder.describe_many([(as_rgb_uint8(anonymized), ref.shape) for ref in refs])
+    return [(identity_distance(ref.vector, v), min((identity_distance(ref.vector, f.vector) for f in found), default=None))
+            for ref, v, found in zip(refs, at, faces)]
 
 
 class DlibFaceEmbedder:
@@ -177,8 +185,9 @@ class DlibFaceEmbedder:
 
     def embed_shapes(self, items: "list[tuple[np.ndarray, object]]") -> list[FaceEmbedding]:
         """:class:`FaceEmbedding` of many ``(image, shape)`` faces, their descriptors in one batch."""
-        vectors = self.describe_many([(as_rgb_uint8(image), shape) for image, shape in items])
-        return [self._embedding(as_rgb_uint8(image), shape, v) for (image, shape), v in zip(items, vectors)]
+        items = [(as_rgb_uint8(image), shape) for image, shape in items]
+        vectors = self.describe_many(items)
+        return [self._embedding(image, shape, v) for (image, shape), v in zip(items, vectors)]
 
     def detect(self, image: np.ndarray, *, min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
         """Face boxes dlib's HOG detector finds, with its scores (at least ``min_score``)."""

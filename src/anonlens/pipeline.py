@@ -20,6 +20,7 @@ import numpy as np
 from .checks import as_rgb_uint8
 from .detectors import DETECTORS, Detector, create_detector
 from .errors import AnonlensError
+from .io import DEFAULT_MAX_PIXELS
 from .operators import Operator, create_operator
 from .regions import Region, Shape, region_mask, whole_image_region
 
@@ -628,7 +629,7 @@ def anonymize_encoded(
     *,
     name: str,
     out_format: str | None = None,
-    max_pixels: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     keep_metadata: bool = False,
     jpeg_quality: int = 95,
     source: str | None = None,
@@ -638,10 +639,10 @@ def anonymize_encoded(
     result in ``out_format`` (default: the input's format) without metadata: the per-image core of
     the batch runner and of the web service. Fails closed: raises :class:`AnonlensError` (or
     another exception) rather than return anything un-anonymized or carrying metadata; ``name``
-    names the image in errors."""
-    from .io import DEFAULT_MAX_PIXELS, SUFFIX_BY_FORMAT, decode_image, encode_image, metadata_problems
+    names the image in errors; ``max_pixels=None`` sets no pixel limit."""
+    from .io import SUFFIX_BY_FORMAT, decode_image, encode_image, metadata_problems
 
-    loaded = decode_image(data, name=name, max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels, keep_metadata=keep_metadata)
+    loaded = decode_image(data, name=name, max_pixels=max_pixels, keep_metadata=keep_metadata)
     if out_format is None:
         out_format = "JPEG" if loaded.format == "MPO" else loaded.format if loaded.format in SUFFIX_BY_FORMAT else "PNG"
     rec: dict[str, Any] = {"size": [int(loaded.rgb.shape[1]), int(loaded.rgb.shape[0])]}

@@ -200,22 +200,17 @@ class _Checker:
     def check_faces(self, original, anonymized, boxes: list[tuple[tuple[float, ...], str]]) -> list[dict[str, Any]]:
         """Each face of the original checked in the anonymized image: the identity distance at its
         landmarks and to any face dlib still finds near it (searched around the boxes only), and
-        the residual face score. All descriptors in one batch."""
-        from ..identity import identity_distance
+        the residual face score (the descriptors in batches: references, faces found, at the references' landmarks)."""
+        from ..identity import match_distances_many
 
         if not boxes:
             return []
         emb = self.embedder
-        ref_shapes = [emb.shape_at(original, b) for b, _ in boxes]
-        near = emb.locate_near(anonymized, [b for b, _ in boxes])
-        embedded = emb.embed_shapes([(original, s) for s in ref_shapes] + [(anonymized, s) for s in ref_shapes]
-                                    + [(anonymized, s) for s in near])
-        n = len(boxes)
-        refs, ats, found = embedded[:n], embedded[n : 2 * n], embedded[2 * n :]
+        refs = emb.embed_shapes([(original, emb.shape_at(original, b)) for b, _ in boxes])
+        found = emb.embed_shapes([(anonymized, s) for s in emb.locate_near(anonymized, [b for b, _ in boxes])])
+        distances = match_distances_many(emb, refs, anonymized, [[f for f in found if box_iou(f.box, b) > 0.3] for b, _ in boxes])
         out = []
-        for (box, found_by), ref, at in zip(boxes, refs, ats):
-            d_at = identity_distance(ref.vector, at.vector)
-            d_found = min((identity_distance(ref.vector, f.vector) for f in found if box_iou(f.box, box) > 0.3), default=None)
+        for (box, found_by), (d_at, d_found) in zip(boxes, distances):
             residual = self.verifier.residual(anonymized, box)
             out.append({
                 "box": [round(v, 1) for v in box],

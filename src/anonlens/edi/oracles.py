@@ -112,8 +112,7 @@ class DlibOracle(IdentityOracle):
         return self._embedder.embed_at(original, region.box)
 
     def measure(self, target, images):
-        vectors = self._embedder.describe_many([(as_rgb_uint8(image), target.shape) for image in images])
-        return [self._measure(target, vec) for vec in vectors]
+        return self.measure_many([target] * len(images), images)
 
     def _measure(self, target, vec: np.ndarray) -> Measure:
         d = float(np.linalg.norm(vec - target.vector))

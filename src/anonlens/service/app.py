@@ -15,7 +15,7 @@ import asyncio
 import base64
 import concurrent.futures
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any, List, Literal, Optional
@@ -113,15 +113,22 @@ async def _read_upload(upload, field: str, settings: ServiceSettings) -> bytes:
     return data
 
 
-def _decode(data: bytes, field: str, settings: ServiceSettings):
-    from ..io import decode_image
-
+@contextmanager
+def _image_errors(field: str):
+    """An image that cannot be read becomes 413 (too many pixels) or 422 (anything else), naming the field."""
     try:
-        return decode_image(data, name=field, max_pixels=settings.max_pixels).rgb
+        yield
     except ImageTooLargeError as exc:
         raise ServiceError(413, f"'{field}': {exc.problem}") from None
     except ImageReadError as exc:
         raise ServiceError(422, f"'{field}': {exc.problem}") from None
+
+
+def _decode(data: bytes, field: str, settings: ServiceSettings):
+    from ..io import decode_image
+
+    with _image_errors(field):
+        return decode_image(data, name=field, max_pixels=settings.max_pixels).rgb
 
 
 def _verdict_dict(item) -> dict[str, Any]:
@@ -299,13 +306,9 @@ def create_app(settings: ServiceSettings | None = None):
         def run():
             from ..assess.gate import check_images
 
-            try:
+            with _image_errors("file"):
                 made = anonymize_encoded(data, config, name="file", out_format=None, max_pixels=settings.max_pixels,
                                          jpeg_quality=settings.jpeg_quality)
-            except ImageTooLargeError as exc:
-                raise ServiceError(413, f"'file': {exc.problem}") from None
-            except ImageReadError as exc:
-                raise ServiceError(422, f"'file': {exc.problem}") from None
             verdict = None
             if check:
                 verdict = check_images(made.original, made.image, text="text" in scope or scope == "all")
