@@ -101,6 +101,10 @@ class DlibOracle(IdentityOracle):
         self.white_box = self.engine == "torch" and getattr(self._embedder, "_torch_net", None) is not None
         #: the gradient saliency ranks elements by gradient x (operator's value - current value)
         self.gradient_times_delta = True
+        #: occlusion by default even when white-box: the gradient finds scattered elements that fool
+        #: the network while a person still recognises the face (seen on a portrait); occlusion
+        #: perturbs whole windows of what reveals the identity
+        self.preferred_saliency = "occlusion"
 
     def prepare(self, original, region=None, *, label=None):
         original = as_rgb_uint8(original)
