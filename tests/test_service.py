@@ -43,7 +43,8 @@ def _enc(arr, fmt="JPEG", **kw) -> bytes:
 
 @pytest.fixture(scope="module")
 def client():
-    app = create_app(ServiceSettings(max_upload_bytes=LIMIT, max_pixels=4_000_000, max_concurrent=2))
+    # "testserver": the Host that TestClient and schemathesis send (the allowed-hosts check refuses other names)
+    app = create_app(ServiceSettings(max_upload_bytes=LIMIT, max_pixels=4_000_000, max_concurrent=2, allowed_hosts=("testserver",)))
     with TestClient(app) as c:
         yield c
 

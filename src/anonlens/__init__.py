@@ -6,11 +6,15 @@
 """
 
 from ._version import __version__
-from .detectors import Detector, create_detector, list_detectors
-from .errors import AnonlensError, ImageReadError, WeightsUnavailableError
-from .operators import Operator, create_operator, list_operators
-from .pipeline import AnonymizationResult, AnonymizeConfig, Anonymizer, anonymize
-from .regions import Region, region_mask
+from .privacy import keep_offline as _keep_offline
+
+_keep_offline()  # before any detector imports OpenVINO: no telemetry (README: "No network")
+
+from .detectors import Detector, create_detector, list_detectors  # noqa: E402
+from .errors import AnonlensError, ImageReadError, WeightsUnavailableError  # noqa: E402
+from .operators import Operator, create_operator, list_operators  # noqa: E402
+from .pipeline import AnonymizationResult, AnonymizeConfig, Anonymizer, anonymize  # noqa: E402
+from .regions import Region, region_mask  # noqa: E402
 
 __all__ = [
     "__version__",

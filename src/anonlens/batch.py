@@ -10,6 +10,7 @@ there (see :mod:`anonlens.audit`), runs the tasks, journals every finished image
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
 from ._version import __version__
-from .audit import AuditLayout, OutputLock, default_audit_dir, dumps_strict, load_prior, options_fingerprint, plan_start
+from .audit import AuditLayout, Journal, OutputLock, default_audit_dir, dumps_strict, load_prior, options_fingerprint, plan_start
 from .audit.runs import TMP_NAME, PriorRun, existing_files
 from .errors import AnonlensError, ImageReadError
 from .io import (
@@ -50,6 +51,9 @@ __all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch"
 Status = Literal["anonymized", "kept", "full-frame", "skipped", "resumed", "ignored", "failed"]
 OK_STATUSES = {"anonymized", "kept", "full-frame", "skipped", "resumed", "ignored"}
 _DONE = ("anonymized", "kept", "full-frame", "resumed")
+#: what a file the decoder reported errors for (a damaged input) gets: review (written, listed,
+#: exit code 3), accept (written, listed in the manifest) or fail (nothing written, exit code 1)
+ON_DAMAGED = ("review", "accept", "fail")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,11 @@ class BatchOptions:
     workers: int = 0  # 0: automatic (see _effective_workers)
     threads_per_worker: int | None = None
     video: VideoOptions = field(default_factory=VideoOptions)
+    on_damaged: str = "review"  # see ON_DAMAGED
+
+    def __post_init__(self) -> None:
+        if self.on_damaged not in ON_DAMAGED:
+            raise AnonlensError(f"on_damaged (--on-damaged) must be one of {', '.join(ON_DAMAGED)}; got {self.on_damaged!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in asdict(self).items() if k != "config"}, "anonymize": self.config.to_dict()}
@@ -123,6 +132,10 @@ def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str,
         made = anonymize_encoded(data, options.config, name=task.src, out_format=FORMAT_BY_SUFFIX[Path(task.dst).suffix.lower()],
                                  max_pixels=options.max_pixels, keep_metadata=options.keep_metadata, jpeg_quality=options.jpeg_quality,
                                  source=task.source or task.key, note_format_mismatch=task.renamed is None)
+        damage = made.record.get("decode_errors")
+        if damage and options.on_damaged == "fail":
+            more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+            raise ImageReadError(task.src, f"damaged: {damage[0]}{more}; nothing written (--on-damaged fail)")
         if task.renamed:
             made.record["notes"] = [*made.record.get("notes", []), task.renamed]
         rec.update(made.record)
@@ -156,7 +169,7 @@ def _process_video(task: FileTask, options: BatchOptions, rec: dict[str, Any], o
     anonymizer = cached_anonymizer(options.config)
     progress = (lambda done, total: on_frame(task.src, done, total)) if on_frame is not None else None
     result = anonymize_video(task.src, task.dst, anonymizer, options.video, tmp_dir=task.tmp_dir, on_empty=options.config.on_empty,
-                             source=task.key, on_frame=progress, max_pixels=options.max_pixels)
+                             source=task.key, on_frame=progress, max_pixels=options.max_pixels, on_damaged=options.on_damaged)
     rec.update(anonymizer.describe())
     rec.update(result)
     if rec["status"] != "skipped":
@@ -286,6 +299,8 @@ class BatchReport:
     regions: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"input", "error"}
     nothing_found: list[str] = field(default_factory=list)  # inputs
+    #: {"input", "errors"}: decoded with errors (damaged inputs), anonymized from what could be decoded
+    damaged: list[dict[str, Any]] = field(default_factory=list)
     edi: list[dict[str, Any]] = field(default_factory=list)  # per EDI face: history, final state
     #: verification outcomes over all regions: passed / strengthened / masked, and faces found in outputs
     verification: dict[str, int] = field(default_factory=lambda: {"passed": 0, "strengthened": 0, "masked": 0, "found_by_verification": 0})
@@ -323,11 +338,14 @@ class BatchReport:
             self.replaced.append({"input": rec["input"], "output": rec.get("output"), "why": rec["replaced"]})
         if rec.get("nothing_found"):
             self.nothing_found.append(rec["input"])
+        if rec.get("decode_errors") and rec["status"] != "failed":
+            self.damaged.append({"input": rec["input"], "errors": rec["decode_errors"]})
 
     def lists(self) -> dict[str, list]:
-        """What a person must read: the images where nothing was found, failed, not read; outputs
-        redone or removed; region keys unused; files in the output folder no run wrote."""
-        return {"nothing_found": self.nothing_found, "failed": self.failed, "ignored": self.ignored,
+        """What a person must read: the images where nothing was found, damaged (decoded with
+        errors), failed, not read; outputs redone or removed; region keys unused; files in the
+        output folder no run wrote."""
+        return {"nothing_found": self.nothing_found, "damaged": self.damaged, "failed": self.failed, "ignored": self.ignored,
                 "replaced_outputs": self.replaced, "unmatched_region_keys": self.unmatched_regions,
                 "removed_outputs": self.removed, "foreign_files": self.foreign}
 
@@ -379,6 +397,7 @@ class BatchReport:
             "images": images,
             **{s: self.count(s) for s in _STATUSES},
             "nothing_found": len(self.nothing_found),
+            "damaged": len(self.damaged),
             "regions": self.regions,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
@@ -510,7 +529,9 @@ def run_batch(
     with OutputLock(out, layout.lock_info):
         prior = load_prior(layout, out)
         plan_start(mode, prior, fingerprint, out)  # type: ignore[arg-type]
-        legacy = _adopt_legacy(out, layout) if mode != "new" else []
+        nothing_yet = "nothing was written; free space there and run the command again"
+        with layout.writing(layout.runs, nothing_yet):
+            legacy = _adopt_legacy(out, layout) if mode != "new" else []
         tmp = layout.tmp if _same_device(out, layout.root) else out / TMP_NAME
         tasks = plan_tasks(inputs, out, tmp_dir=tmp, exclude=[layout.root])
         keys = [t.key for t in tasks if not t.skip]
@@ -519,34 +540,40 @@ def run_batch(
             raise AnonlensError("; ".join(match["ambiguous"]))
         sources = match.get("sources", {})
         tasks = [dataclasses.replace(t, source=sources[t.key]) if t.key in sources else t for t in tasks]
-        if tmp.exists():
-            shutil.rmtree(tmp)  # temporary files of a killed run: never outputs
-        tmp.mkdir(parents=True, exist_ok=True)
+        with layout.writing(tmp, nothing_yet) if tmp == layout.tmp else contextlib.nullcontext():
+            if tmp.exists():
+                shutil.rmtree(tmp)  # temporary files of a killed run: never outputs
+            tmp.mkdir(parents=True, exist_ok=True)
         run_id = _new_run_id()
         head = {"run_id": run_id, "mode": mode, "previous_run": None if prior is None else prior.run_id,
                 "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "fingerprint": fingerprint,
                 "pid": os.getpid(), "inputs": [str(p) for p in inputs], "output_dir": str(out.absolute())}
         journal_path = layout.journal
         # the interrupted run's records were read into `prior`; this run journals afresh
-        write_atomic(layout.current, dumps_strict(head, indent=2).encode("utf-8"))
-        journal_path.unlink(missing_ok=True)
+        with layout.writing(layout.current, nothing_yet):
+            write_atomic(layout.current, dumps_strict(head, indent=2).encode("utf-8"))
+        with layout.writing(journal_path, nothing_yet):
+            journal_path.unlink(missing_ok=True)
+            journal = Journal(journal_path)
         report = BatchReport(layout.manifest, run_id=run_id, mode=mode, audit_dir=layout.root, output_dir=out)
         report.unmatched_regions = list(match.get("unmatched", []))
         if on_start:
             on_start(len(tasks))
         index: dict[str, int] = {}  # input -> offset of its (last) record in the journal
         outputs: dict[str, str] = {}  # input -> its output (resolved), for the leftover check
-        journal = open(journal_path, "ab")
         replace_notes: dict[str, str] = {}
+
+        def then() -> str:  # what a full audit disk mid-run leaves, and how the run is completed
+            return (f"the {len(outputs)} output(s) made so far in {out} are anonymized and stay; once there is room, run the same "
+                    "command with --resume: it completes the manifest from the journal (outputs verified, not redone)")
 
         def finish(rec: dict[str, Any]) -> None:
             if rec["input"] in replace_notes:
                 rec["replaced"] = replace_notes[rec["input"]]
             if rec.get("output"):
                 outputs[rec["input"]] = str(Path(rec["output"]).resolve())
-            index[rec["input"]] = journal.tell()
-            journal.write(dumps_strict(rec).encode("utf-8") + b"\n")
-            journal.flush()
+            with layout.writing(journal_path, then):
+                index[rec["input"]] = journal.append(rec)
             report.add(rec)
             if progress:
                 progress(rec)
@@ -571,11 +598,15 @@ def run_batch(
         report.seconds = time.perf_counter() - started
         report.failed.sort(key=lambda r: r["input"])
         report.nothing_found.sort()
+        report.damaged.sort(key=lambda r: r["input"])
         extra = {"engine": engine.describe(), **({"legacy_records_moved": legacy} if legacy else {})}
-        write_manifest(report, options, head, journal_path, index, layout, extra=extra)
+        history = write_manifest(report, options, head, journal_path, index, layout, extra=extra, then=then)
         shutil.rmtree(tmp, ignore_errors=True)
         journal_path.unlink(missing_ok=True)
         layout.current.unlink(missing_ok=True)
+        with layout.writing(layout.history, "the manifest is complete (check and report can run); only the run history misses this run"):
+            with open(layout.history, "a", encoding="utf-8") as fh:
+                fh.write(dumps_strict(history) + "\n")
     return report
 
 
@@ -610,11 +641,13 @@ def write_manifest(
     layout: AuditLayout,
     *,
     extra: dict[str, Any] | None = None,
-) -> None:
+    then: Callable[[], str] | str = "run the same command with --resume to complete the manifest from the journal",
+) -> dict[str, Any]:
     """Write the run's manifest (strict JSON) to ``runs/<run id>.json`` and ``manifest.json`` in
     the audit folder, atomically, streaming the records from the journal (sorted by input path,
-    one record per line) so that memory stays flat however many images there are; then add a
-    line to ``history.jsonl``."""
+    one record per line) so that memory stays flat however many images there are; return the
+    run's line for ``history.jsonl``. A write that fails is an :class:`~anonlens.audit.AuditWriteError`
+    ending with ``then`` (what the run leaves)."""
     finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     doc = {
         "anonlens_version": __version__,
@@ -635,15 +668,14 @@ def write_manifest(
     }
     text = dumps_strict(doc, indent=2)
     run_path = layout.run_manifest(head["run_id"])
-    with atomic_writer(run_path) as fh, open(journal_path, "rb") as journal:
+    with layout.writing(run_path, then), atomic_writer(run_path) as fh, open(journal_path, "rb") as journal:
         fh.write(text[: text.rfind("}")].rstrip().encode("utf-8") + b',\n  "images": [')
         for i, key in enumerate(sorted(index)):
             journal.seek(index[key])
             fh.write((b",\n    " if i else b"\n    ") + journal.readline().rstrip(b"\n"))
         fh.write(b"\n  ]\n}\n")
-    write_atomic(layout.manifest, run_path.read_bytes())
-    line = {"run_id": head["run_id"], "mode": head["mode"], "started": head["started"], "finished": finished,
+    with layout.writing(layout.manifest, then):
+        write_atomic(layout.manifest, run_path.read_bytes())
+    return {"run_id": head["run_id"], "mode": head["mode"], "started": head["started"], "finished": finished,
             "output_dir": head["output_dir"], "manifest": str(run_path.name),
             "counts": {k: v for k, v in report.summary().items() if isinstance(v, int) and v}}
-    with open(layout.history, "a", encoding="utf-8") as fh:
-        fh.write(dumps_strict(line) + "\n")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from .display import display_name
+
 __all__ = [
     "AnonlensError",
     "UnknownNameError",
@@ -18,6 +20,7 @@ __all__ = [
     "DetectionError",
     "OperatorError",
     "OptionalDependencyError",
+    "OptionError",
 ]
 
 
@@ -35,7 +38,7 @@ class ImageReadError(AnonlensError):
     def __init__(self, path: str | os.PathLike | None, problem: str):
         self.path = None if path is None else str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        super().__init__(f"{display_name(self.path)}: {problem}" if self.path else problem)  # a name cannot inject a line
 
 
 class ImageTooLargeError(ImageReadError):
@@ -60,3 +63,7 @@ class OperatorError(AnonlensError):
 
 class OptionalDependencyError(AnonlensError, ImportError):
     """A feature needs a package that is not installed."""
+
+
+class OptionError(AnonlensError, ValueError):
+    """An option value has the wrong type or is out of its range (checked before any work)."""

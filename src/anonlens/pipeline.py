@@ -5,6 +5,14 @@
 >>> result = anonlens.anonymize(img, scope="image", operator="mask")
 >>> result.action, int(result.image.max())
 ('anonymized', 0)
+
+An image's alpha channel is image content too (a soft matte of a portrait is the portrait): when
+one is given (:meth:`Anonymizer.__call__`, :func:`anonymize_encoded`), faces (and the scope's
+regions) are searched for in the colour and in every view of :func:`anonlens.io.images.composite_views`
+(the alpha as a grey image, the image composited over black and over white); inside every
+anonymized region the alpha is replaced by 255 (fully opaque), so the output's alpha there is a
+constant that carries nothing of the original, and the output composited over any background
+equals the anonymized colour there; the verification re-detects over the composites too.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from .checks import as_rgb_uint8
 from .detectors import DETECTORS, Detector, create_detector
 from .errors import AnonlensError
 from .io import DEFAULT_MAX_PIXELS
+from .io.images import composite_views
 from .operators import Operator, create_operator
-from .regions import Region, Shape, region_mask, whole_image_region
+from .regions import Region, Shape, box_iou, region_mask, whole_image_region
 
 __all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "anonymize_encoded", "EncodedResult", "SCOPE_DEFAULTS"]
 
@@ -188,12 +197,15 @@ class AnonymizationResult:
     ``action`` is ``anonymized`` (regions were perturbed), ``kept`` (nothing found, image unchanged,
     ``on_empty='keep'``), ``skipped`` (nothing found, no output, ``image`` is None) or ``full-frame``
     (nothing found, whole image perturbed). ``record`` is the JSON-able account for manifests.
+    ``alpha`` is the output's alpha channel when one was given: the input's, made opaque (255) in
+    every anonymized region (all of it for ``full-frame`` and the ``image`` scope).
     """
 
     image: np.ndarray | None
     regions: list[Region]
     action: str
     record: dict[str, Any] = field(default_factory=dict)
+    alpha: np.ndarray | None = None
 
     @property
     def empty(self) -> bool:
@@ -356,8 +368,19 @@ class Anonymizer:
         ``source`` (the image's key) seeds random operators per image when they have a seed;
         ``parts`` says which part of the scope found each region (see :meth:`detect_parts`).
         """
+        out, params, _ = self.apply_with_alpha(image, None, regions, source=source, parts=parts, rng=rng)
+        return out, params
+
+    def apply_with_alpha(
+        self, image: np.ndarray, alpha: np.ndarray | None, regions: list[Region], *, source: str | None = None,
+        parts: list[str] | None = None, rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
+        """:meth:`apply` to an image with an ``alpha`` channel (None: without): also returns the
+        output's alpha, opaque (255) over every region's mask and every pixel the operator or the
+        verification changed; each region is verified over the composited views too."""
         out = image
         params = []
+        alpha_out = None if alpha is None else np.array(alpha, dtype=np.uint8, copy=True)
         if rng is None:
             rng = self.operator.rng_for(source) if self.operator.stochastic else None
         for region, part in zip(regions, parts or ["main"] * len(regions)):
@@ -365,23 +388,29 @@ class Anonymizer:
             mask = region_mask(region, image.shape, shape=shape, margin=margin)
             entry: dict[str, Any] = {}
             before = out
+            if alpha_out is not None:
+                alpha_out[mask] = 255  # no matte of the region survives: the alpha there is a constant
             if self.edi is not None and region.label != "text":  # EDI's oracle judges identity, not text
                 out, p, entry["edi"] = self._apply_edi(image, out, mask, region, rng)
             else:
                 out, p = self.operator(out, mask, region, rng=rng)
             if self.verifier is not None or (region.label == "text" and self._text_probe is not None):
-                out, p, entry["verification"] = self._verify(before, out, mask, region, p, rng)
+                out, p, entry["verification"] = self._verify(before, out, mask, region, p, rng, alpha=alpha_out)
+            if alpha_out is not None:
+                alpha_out[(out != before).any(axis=2)] = 255  # what the verification changed beyond the mask
             if part == "verification":
                 entry["found_by"] = "verification"
             params.append({**region.to_dict(), "shape": shape, "pixels": int(mask.sum()), "params": p, **entry})
         if out is image:
             out = image.copy()
-        return out, params
+        return out, params, alpha_out
 
-    def _verify(self, before, out, mask, region, params, rng):
+    def _verify(self, before, out, mask, region, params, rng, alpha=None):
         """Re-detect a face (a text region: text) over ``region`` of ``out``; strengthen the
         operator on the schedule, then fall back to a solid mask, while it still detects
-        (:mod:`anonlens.verify`)."""
+        (:mod:`anonlens.verify`). With an ``alpha`` (the output's, already opaque over ``mask``;
+        updated in place where a wider mask is used), the highest score over the colour and the
+        composited views counts."""
         from .operators import functional as OF
         from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN
 
@@ -389,9 +418,12 @@ class Anonymizer:
             return self._verify_identity(before, out, mask, region, params)
         if region.label == "text":
             probe = self._text_probe
-            thr, residual = probe.threshold, (lambda img: probe.residual(img, region.box))  # noqa: E731
+            thr, score_at = probe.threshold, probe.residual
         else:
-            thr, residual = self.verifier.threshold, (lambda img: self.verifier.residual(img, region.box))  # noqa: E731
+            thr, score_at = self.verifier.threshold, self.verifier.residual
+
+        def residual(img):
+            return _residual_in_views(score_at, img, alpha, region.box)
         score = residual(out)
         attempts = [score]
         action = "passed"
@@ -412,6 +444,8 @@ class Anonymizer:
             attempts.append(score)
         if score >= thr:  # the head's outline around the mask still looks like a face: mask wider
             wide = region_mask(region, before.shape, shape="box", margin=WIDE_MASK_MARGIN)
+            if alpha is not None:
+                alpha[wide] = 255
             out = OF.fill(before, mask | wide, color=(0, 0, 0))
             params = {**params, "wide_box_margin": WIDE_MASK_MARGIN}
             score = residual(out)
@@ -471,12 +505,40 @@ class Anonymizer:
     def _face_search(self, out: np.ndarray, source: str | None, rng) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """When no face detector ran on the input: anonymize (and verify) every face the face
         detector finds in the output."""
+        out, extra, _ = self._face_search_alpha(out, None, source, rng)
+        return out, extra
+
+    def _face_search_alpha(self, out: np.ndarray, alpha: np.ndarray | None, source: str | None,
+                           rng) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
+        """:meth:`_face_search` over the colour and the composited views of ``out`` with ``alpha``."""
         if self.verifier is None or self.searches_faces:
-            return out, []
-        faces = self.verifier.faces(out)
+            return out, [], alpha
+        faces: list[Region] = []
+        views: list[str | None] = []
+        for name, view in composite_views(out, alpha):
+            for face in self.verifier.faces(view):
+                if not any(box_iou(face.box, f.box) > 0.5 for f in faces):
+                    faces.append(face)
+                    views.append(name)
         if not faces:
-            return out, []
-        return self.apply(out, faces, source=source, parts=["verification"] * len(faces), rng=rng)
+            return out, [], alpha
+        out, extra, alpha = self.apply_with_alpha(out, alpha, faces, source=source, parts=["verification"] * len(faces), rng=rng)
+        _note_views(extra, views)
+        return out, extra, alpha
+
+    def detect_views(self, image: np.ndarray, alpha: np.ndarray | None, *,
+                     source: str | None = None) -> tuple[list[tuple[Region, str]], list[str]]:
+        """:meth:`detect_parts` over the colour and, with a non-constant ``alpha``, over every
+        composited view (:func:`~anonlens.io.images.composite_views`); a region a view finds again
+        (same label, IoU > 0.5) counts once. Returns the regions and the view that found each."""
+        found: list[tuple[Region, str]] = []
+        views: list[str] = []
+        for name, view in composite_views(image, alpha):
+            for region, part in self.detect_parts(view, source=source):
+                if not any(region.label == r.label and box_iou(region.box, r.box) > 0.5 for r, _ in found):
+                    found.append((region, part))
+                    views.append(name)
+        return found, views
 
     def _apply_edi(self, original: np.ndarray, current: np.ndarray, mask: np.ndarray, region: Region, rng):
         """EDI inside one region: the oracle learns the person from ``original``; pixels change only
@@ -500,36 +562,70 @@ class Anonymizer:
             record.update(attribute_original=before, attribute_anonymized=after, attribute_kept=before == after)
         return res.image, params, record
 
-    def __call__(self, image: np.ndarray, *, source: str | None = None) -> AnonymizationResult:
+    def __call__(self, image: np.ndarray, *, source: str | None = None, alpha: np.ndarray | None = None) -> AnonymizationResult:
+        """Anonymize ``image`` (RGB). With ``alpha`` (its ``(H, W)`` uint8 alpha channel), regions are
+        also searched for in the composited views and the result's ``alpha`` is opaque over every
+        anonymized region (see the module docstring)."""
         image = as_rgb_uint8(image)
-        found, kept = self.keep_readable(image, self.detect_parts(image, source=source))
+        if alpha is not None:
+            alpha = np.asarray(alpha)
+            if alpha.shape != image.shape[:2] or alpha.dtype != np.uint8:
+                raise ValueError(f"alpha must be a uint8 array of shape {image.shape[:2]}, got {alpha.dtype} {alpha.shape}")
+        found, seen_in = self.detect_views(image, alpha, source=source)
+        views_of = {id(r): v for (r, _), v in zip(found, seen_in)}
+        found, kept = self.keep_readable(image, found)
         regions = [r for r, _ in found]
         record: dict[str, Any] = self.describe()
         if self._recognizer is not None:
             record["kept_text"] = kept
         rng = self.operator.rng_for(source) if self.operator.stochastic else None
         if regions:
-            out, params = self.apply(image, regions, source=source, parts=[p for _, p in found], rng=rng)
-            out, extra = self._face_search(out, source, rng)
+            out, params, out_alpha = self.apply_with_alpha(image, alpha, regions, source=source, parts=[p for _, p in found], rng=rng)
+            _note_views(params, [views_of.get(id(r)) for r in regions])
+            out, extra, out_alpha = self._face_search_alpha(out, out_alpha, source, rng)
             record["regions"] = params + extra
-            return AnonymizationResult(out, regions + [_region_of(e) for e in extra], "anonymized", record)
+            return AnonymizationResult(out, regions + [_region_of(e) for e in extra], "anonymized", record, out_alpha)
         # the scope's detector found nothing: in scopes without a face search of their own, the
         # verification's face search still runs, and any face it finds is anonymized
-        out, extra = self._face_search(image, source, rng)
+        out, extra, out_alpha = self._face_search_alpha(image, alpha, source, rng)
         if extra:
             record["regions"] = extra
-            return AnonymizationResult(out, [_region_of(e) for e in extra], "anonymized", record)
+            return AnonymizationResult(out, [_region_of(e) for e in extra], "anonymized", record, out_alpha)
         record["regions"] = []
         policy = self.config.on_empty
         if policy == "keep":
-            return AnonymizationResult(image.copy(), [], "kept", record)
+            return AnonymizationResult(image.copy(), [], "kept", record, None if alpha is None else alpha.copy())
         if policy == "skip":
             return AnonymizationResult(None, [], "skipped", record)
-        out, params = self.apply(image, [whole_image_region(*image.shape[:2])], source=source, rng=rng)
-        out, extra = self._face_search(out, source, rng)
+        # every channel of the whole frame: the alpha becomes opaque everywhere
+        out, params, out_alpha = self.apply_with_alpha(image, alpha, [whole_image_region(*image.shape[:2])], source=source, rng=rng)
+        out, extra, out_alpha = self._face_search_alpha(out, out_alpha, source, rng)
         record["full_frame"] = params
         record["regions"] = extra
-        return AnonymizationResult(out, [_region_of(e) for e in extra], "full-frame", record)
+        return AnonymizationResult(out, [_region_of(e) for e in extra], "full-frame", record, out_alpha)
+
+
+def _residual_in_views(score_at, image: np.ndarray, alpha: np.ndarray | None, box) -> float:
+    """``score_at(image, box)`` (a verifier's residual), the highest over the colour and the
+    composited views when there is an ``alpha``. The views are made of a crop around ``box`` only
+    (the box grown by its size plus 128 px on every side: more than the face and text probes look
+    at, so each probe sees the same pixels as on the whole image)."""
+    if alpha is None:
+        return score_at(image, box)
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    pad = max(x2 - x1, y2 - y1) + 128
+    X1, Y1 = max(0, int(np.floor(x1 - pad))), max(0, int(np.floor(y1 - pad)))
+    X2, Y2 = min(w, int(np.ceil(x2 + pad))), min(h, int(np.ceil(y2 + pad)))
+    shifted = (x1 - X1, y1 - Y1, x2 - X1, y2 - Y1)
+    return max(score_at(view, shifted) for _, view in composite_views(image[Y1:Y2, X1:X2], alpha[Y1:Y2, X1:X2]))
+
+
+def _note_views(entries: list[dict[str, Any]], views: list[str | None]) -> None:
+    """Record, on a region's entry, the composited view that found it when it is not the colour."""
+    for entry, view in zip(entries, views):
+        if view not in (None, "colour"):
+            entry["seen_in"] = view
 
 
 def _region_of(entry: dict[str, Any]) -> Region:
@@ -621,6 +717,8 @@ class EncodedResult:
     original: np.ndarray  #: the decoded input pixels (RGB)
     image: np.ndarray | None  #: the anonymized pixels
     format: str  #: the output's format (JPEG, PNG, ...)
+    original_alpha: np.ndarray | None = None  #: the input's alpha channel (None: none)
+    alpha: np.ndarray | None = None  #: the alpha written (None: none, or a format without alpha)
 
 
 def anonymize_encoded(
@@ -639,8 +737,12 @@ def anonymize_encoded(
     result in ``out_format`` (default: the input's format) without metadata: the per-image core of
     the batch runner and of the web service. Fails closed: raises :class:`AnonlensError` (or
     another exception) rather than return anything un-anonymized or carrying metadata; ``name``
-    names the image in errors; ``max_pixels=None`` sets no pixel limit."""
+    names the image in errors; ``max_pixels=None`` sets no pixel limit. The alpha channel is
+    anonymized with the colour (opaque over every anonymized region, see the module docstring)."""
+    import dataclasses
+
     from .io import SUFFIX_BY_FORMAT, decode_image, encode_image, metadata_problems
+    from .io.images import ALPHA_FORMATS
 
     loaded = decode_image(data, name=name, max_pixels=max_pixels, keep_metadata=keep_metadata)
     if out_format is None:
@@ -652,15 +754,23 @@ def anonymize_encoded(
     rec["format"] = {"input": loaded.format, "output": out_format}
     if notes:
         rec["notes"] = notes
-    result = cached_anonymizer(config)(loaded.rgb, source=source)
+    if loaded.decode_errors:  # a damaged input: anonymized from what could be decoded, and listed
+        rec["decode_errors"] = list(loaded.decode_errors)
+    result = cached_anonymizer(config)(loaded.rgb, source=source, alpha=loaded.alpha)
     rec.update(result.record)
     rec["status"] = result.action
     rec["nothing_found"] = result.empty
     if result.image is None:  # on_empty == "skip"
-        return EncodedResult(None, rec, loaded.rgb, None, out_format)
-    encoded = encode_image(loaded, result.image, format=out_format, quality=jpeg_quality, keep_metadata=keep_metadata)
+        return EncodedResult(None, rec, loaded.rgb, None, out_format, loaded.alpha)
+    out_alpha = result.alpha if out_format in ALPHA_FORMATS else None
+    if loaded.alpha is not None:
+        rec["alpha"] = ({"written": True, "made_opaque_pixels": int(((result.alpha == 255) & (loaded.alpha != 255)).sum())}
+                        if out_alpha is not None else {"written": False})
+    # the output's alpha is the anonymized one, never the input's
+    encoded = encode_image(dataclasses.replace(loaded, alpha=out_alpha), result.image, format=out_format,
+                           quality=jpeg_quality, keep_metadata=keep_metadata)
     leftover = metadata_problems(encoded, keep_metadata=keep_metadata)
     if leftover:
         allowed = " beyond the --keep-metadata allow-list" if keep_metadata else ""
         raise AnonlensError(f"refusing to write: the encoded output still carries metadata{allowed} ({', '.join(leftover)})")
-    return EncodedResult(encoded, rec, loaded.rgb, result.image, out_format)
+    return EncodedResult(encoded, rec, loaded.rgb, result.image, out_format, loaded.alpha, out_alpha)

@@ -12,6 +12,14 @@ image:
 - **residual face**: the face detector still finds a face there (score >= 0.2, the verification
   of :mod:`anonlens.verify`).
 
+An image with an alpha channel is measured in every way it can be seen
+(:func:`anonlens.io.images.composite_views`): the colour, the alpha as a grey image, and the
+image alpha-premultiplied over black and over white. Faces are counted in every view of the
+original; each is checked in every view of the anonymized image against the original's colour
+(or the first view that shows it) and against the same view of the original, and the worst
+comparison is the face's result (its ``view`` names it), so an output whose alpha still carries
+the face fails even when its colour is anonymized.
+
 Text (when the run's scope had text, or ``check --text``): every text region the text detector
 finds in the original is checked in the anonymized image at the same place:
 
@@ -39,6 +47,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD
 from ..io import is_video
+from ..io.images import composite_views
 from ..regions import box_iou
 from .pairs import Pair, split_manifest
 
@@ -269,11 +278,12 @@ def release_gate(
                     if texts is not None:
                         item.texts += [{**t, "frame": index} for t in texts]
             else:
-                original = read_image(pair.original).rgb
-                anonymized = read_image(pair.anonymized).rgb
+                orig, anon = read_image(pair.original), read_image(pair.anonymized)
+                original, anonymized = orig.rgb, anon.rgb
                 if original.shape[:2] != anonymized.shape[:2]:
                     raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
-                item.faces, item.texts = _check_images(checker, original, anonymized, check_text, pair.extra.get("kept_text", []))
+                item.faces, item.texts = _check_images(checker, original, anonymized, check_text, pair.extra.get("kept_text", []),
+                                                       orig.alpha, anon.alpha)
         except AnonlensError as exc:
             item.verdict, item.problems = "not-evaluated", [str(exc)]
         except Exception as exc:  # fail closed: an image the gate could not check never passes
@@ -321,15 +331,21 @@ def _check_text(original, anonymized, kept_boxes) -> list[dict[str, Any]]:
     return out
 
 
+#: how a problem names the view of an image with alpha it was seen in
+_VIEW_WORDS = {"alpha": " in the alpha channel", "over black": " composited over black", "over white": " composited over white"}
+
+
 def _judge(item: ImageVerdict, threshold: float, residual_threshold: float) -> None:
     """Set ``item``'s verdict and problems from its face and text checks."""
     for i, f in enumerate(item.faces, 1):
         where = f" in frame {f['frame']}" if "frame" in f else ""
         if f["reidentified"]:
             d = min(v for v in (f["identity_distance"], f["identity_distance_at_position"]) if v is not None)
-            item.problems.append(f"face {i}{where} at {f['box']} re-identified (identity distance {d:.3f} < {threshold})")
+            item.problems.append(f"face {i}{where} at {f['box']} re-identified{_VIEW_WORDS.get(f.get('view'), '')} "
+                                 f"(identity distance {d:.3f} < {threshold})")
         if f["residual"]:
-            item.problems.append(f"face {i}{where} at {f['box']} still detected as a face (score {f['residual_score']:.2f} >= {residual_threshold})")
+            item.problems.append(f"face {i}{where} at {f['box']} still detected as a face{_VIEW_WORDS.get(f.get('residual_view'), '')} "
+                                 f"(score {f['residual_score']:.2f} >= {residual_threshold})")
     texts = item.texts or []
     for i, t in enumerate(texts, 1):
         if t["readable"]:
@@ -358,19 +374,106 @@ def check_images(
     dlib_min_score: float = 0.5,
     text: bool = False,
     kept_text: Sequence = (),
+    original_alpha=None,
+    anonymized_alpha=None,
 ) -> ImageVerdict:
     """The gate's verdict for one original/anonymized pair of decoded ``(H, W, 3)`` RGB images
-    (no files: the web service's check). Raises :class:`AnonlensError` when the sizes differ."""
+    and their ``(H, W)`` alpha channels (None: none), measured in every view (see the module
+    docstring; no files: the web service's check). Raises :class:`AnonlensError` when the sizes differ."""
     if original.shape[:2] != anonymized.shape[:2]:
         raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
     checker = _checker(float(threshold), float(residual_threshold), float(dlib_min_score))
     item = ImageVerdict(key, None, None, "passed")
-    item.faces, item.texts = _check_images(checker, original, anonymized, text, list(kept_text))
+    item.faces, item.texts = _check_images(checker, original, anonymized, text, list(kept_text), original_alpha, anonymized_alpha)
     _judge(item, threshold, residual_threshold)
     return item
 
 
-def _check_images(checker, original, anonymized, check_text: bool, kept) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """The face checks (and the text checks when asked) of one original/anonymized image pair."""
-    faces = checker.check_faces(original, anonymized, checker.face_boxes(original))
-    return faces, (_check_text(original, anonymized, kept) if check_text else None)
+def _check_images(checker, original, anonymized, check_text: bool, kept, original_alpha=None,
+                  anonymized_alpha=None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The face checks (and the text checks when asked) of one original/anonymized image pair,
+    in every view when either has a non-constant alpha channel."""
+    if len(composite_views(original, original_alpha)) == 1 and len(composite_views(anonymized, anonymized_alpha)) == 1:
+        faces = checker.check_faces(original, anonymized, checker.face_boxes(original))
+        return faces, (_check_text(original, anonymized, kept) if check_text else None)
+    before = dict(composite_views(original, original_alpha, always=True))
+    after = dict(composite_views(anonymized, anonymized_alpha, always=True))
+    faces = _check_faces_in_views(checker, before, after)
+    texts = None
+    if check_text:
+        texts = []
+        for name in before:
+            for t in _check_text(before[name], after[name], kept):
+                _merge_worst(texts, {**t, "view": name}, _text_badness)
+    return faces, texts
+
+
+def _text_badness(t: dict[str, Any]) -> tuple:
+    return (t["readable"], t["detected"], t["similarity"])
+
+
+def _merge_worst(items: list[dict[str, Any]], new: dict[str, Any], badness) -> None:
+    """Add ``new`` to ``items``, or replace the entry at the same place (IoU > 0.5) when it is worse."""
+    for i, old in enumerate(items):
+        if box_iou(old["box"], new["box"]) > 0.5:
+            if badness(new) > badness(old):
+                items[i] = new
+            return
+    items.append(new)
+
+
+def _check_faces_in_views(checker, before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Faces of an image with alpha: found in any view of the original (``before``, by view
+    name), each checked in every view of the anonymized image (``after``) against its reference
+    view (the colour when a detector finds it there, else the first view that shows it), and in
+    each view that shows it against the same view of the original. One entry per face: the worst
+    identity comparison (``view``: the anonymized view, ``reference_view``: the original's), the
+    highest residual score (``residual_view``). The descriptors are computed in three batches
+    (references, faces found near the boxes, at the references' landmarks), as in
+    :meth:`_Checker.check_faces`."""
+    from ..identity import identity_distance
+
+    emb = checker.embedder
+    boxes: list[tuple[tuple[float, ...], str]] = []
+    shown_in: list[list[str]] = []
+    for name, view in before.items():
+        for box, by in checker.face_boxes(view):
+            for i, (b, _) in enumerate(boxes):
+                if box_iou(b, box) > 0.3:
+                    if name not in shown_in[i]:
+                        shown_in[i].append(name)
+                    break
+            else:
+                boxes.append((box, by))
+                shown_in.append([name])
+    if not boxes:
+        return []
+    ref_keys = [(v, i) for i, views in enumerate(shown_in) for v in views]
+    refs = dict(zip(ref_keys, emb.embed_shapes([(before[v], emb.shape_at(before[v], boxes[i][0])) for v, i in ref_keys])))
+    near = {name: emb.locate_near(view, [b for b, _ in boxes]) for name, view in after.items()}
+    found_keys = [(name, k) for name, shapes in near.items() for k in range(len(shapes))]
+    found = emb.embed_shapes([(after[name], near[name][k]) for name, k in found_keys])
+    found_by_view: dict[str, list] = {name: [] for name in after}
+    for (name, _), f in zip(found_keys, found):
+        found_by_view[name].append(f)
+    # (reference view, box, anonymized view): the reference view against every view, each view against itself
+    comparisons = [(shown_in[i][0], i, name) for i in range(len(boxes)) for name in after]
+    comparisons += [(v, i, v) for i, views in enumerate(shown_in) for v in views[1:]]
+    at = emb.describe_many([(after[name], refs[(v, i)].shape) for v, i, name in comparisons])
+    residual = {(name, i): checker.verifier.residual(view, boxes[i][0]) for name, view in after.items() for i in range(len(boxes))}
+    worst: dict[int, tuple[float, dict[str, Any]]] = {}
+    for (v, i, name), vector in zip(comparisons, at):
+        ref = refs[(v, i)]
+        d_at = identity_distance(ref.vector, vector)
+        d_found = min((identity_distance(ref.vector, f.vector) for f in found_by_view[name] if box_iou(f.box, boxes[i][0]) > 0.3), default=None)
+        d = min(x for x in (d_at, d_found) if x is not None)
+        if i not in worst or d < worst[i][0]:
+            worst[i] = (d, {"identity_distance_at_position": round(d_at, 4), "identity_distance": None if d_found is None else round(d_found, 4),
+                            "reidentified": d < checker.threshold, "view": name, "reference_view": v})
+    out = []
+    for i, (box, found_by) in enumerate(boxes):
+        res_view = max(after, key=lambda name: residual[(name, i)])
+        score = residual[(res_view, i)]
+        out.append({"box": [round(v, 1) for v in box], "found_by": found_by, **worst[i][1], "residual_score": score,
+                    "residual": score >= checker.verifier.threshold, "residual_view": res_view, "identity_engine": emb.engine})
+    return out

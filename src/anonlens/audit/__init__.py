@@ -14,13 +14,15 @@ refused afterwards unless ``--resume`` (same options, outputs re-verified agains
 or ``--overwrite``.
 """
 
-from .layout import AUDIT_SUFFIX, AuditLayout, default_audit_dir, dumps_strict, find_manifest, strict_json
+from .layout import AUDIT_SUFFIX, AuditLayout, AuditWriteError, default_audit_dir, dumps_strict, find_manifest, strict_json
 from .lock import OutputLock, OutputLockedError
-from .runs import PriorRun, RunRefused, diff_options, load_prior, options_fingerprint, plan_start
+from .runs import Journal, PriorRun, RunRefused, diff_options, load_prior, options_fingerprint, plan_start
 
 __all__ = [
     "AUDIT_SUFFIX",
     "AuditLayout",
+    "AuditWriteError",
+    "Journal",
     "OutputLock",
     "OutputLockedError",
     "PriorRun",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ..errors import AnonlensError
 
-__all__ = ["AUDIT_SUFFIX", "AuditLayout", "default_audit_dir", "find_manifest", "strict_json", "dumps_strict", "LEGACY_MANIFEST"]
+__all__ = ["AUDIT_SUFFIX", "AuditLayout", "AuditWriteError", "default_audit_dir", "find_manifest", "strict_json", "dumps_strict",
+           "LEGACY_MANIFEST"]
 
 AUDIT_SUFFIX = ".anonlens-audit"
 #: where manifests lived before 0.3 (inside the output folder); still read, never written
@@ -26,11 +28,30 @@ def default_audit_dir(output_dir: str | os.PathLike) -> Path:
     return out.parent / (out.name + AUDIT_SUFFIX)
 
 
+class AuditWriteError(AnonlensError):
+    """The audit folder cannot be written (disk full, read-only, no permission): one line naming
+    the folder, the file and the problem, and what happens to the run (exit code 1)."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class AuditLayout:
     """The files of one audit folder."""
 
     root: Path
+
+    @contextlib.contextmanager
+    def writing(self, what: str | os.PathLike, then: str | Callable[[], str]) -> Iterator[None]:
+        """Turn an :class:`OSError` in the block (writing ``what`` into this folder) into an
+        :class:`AuditWriteError`: ``audit folder ROOT: cannot write WHAT: PROBLEM; THEN`` (``then``:
+        what the run leaves, or a function that tells it when the error happens)."""
+        try:
+            yield
+        except OSError as exc:
+            name = os.path.relpath(what, self.root) if os.path.isabs(what) else str(what)
+            after = then() if callable(then) else then
+            raise AuditWriteError(f"audit folder {self.root}: cannot write {name}: {exc.strerror or exc}; {after}") from None
 
     @property
     def manifest(self) -> Path:
@@ -98,6 +119,11 @@ def find_manifest(path: str | os.PathLike) -> Path:
     for c in candidates:
         if c is not None and c.is_file():
             return c
+    for c in candidates[:-1]:  # an audit folder whose run did not finish (killed, or its disk full)
+        if c is not None and (c.parent / "run.json").is_file():
+            raise AnonlensError(f"the run recorded in {c.parent} did not finish: its manifest is not written yet; run the same "
+                                "`anonlens anonymize` command with --resume to complete it from the journal (outputs "
+                                "already made are verified, not redone)")
     looked = ", ".join(str(c) for c in candidates if c is not None)
     raise AnonlensError(f"no anonlens manifest for {p} (looked at {looked}); run `anonlens anonymize` first, or pass --original")
 

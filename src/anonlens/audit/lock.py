@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AnonlensError
+from .layout import AuditWriteError
 
 try:
     import fcntl
@@ -58,8 +59,13 @@ class OutputLock:
         self._fd = fd
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
                   "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        self.info_path.parent.mkdir(parents=True, exist_ok=True)
-        self.info_path.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+        try:
+            self.info_path.parent.mkdir(parents=True, exist_ok=True)
+            self.info_path.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+        except OSError as exc:
+            self.release()
+            raise AuditWriteError(f"audit folder {self.info_path.parent}: cannot write {self.info_path.name}: "
+                                  f"{exc.strerror or exc}; nothing was written") from None
 
     def _held_by(self) -> str:
         try:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import AnonlensError
-from .layout import LEGACY_MANIFEST, AuditLayout
+from .layout import LEGACY_MANIFEST, AuditLayout, dumps_strict
 
-__all__ = ["PriorRun", "RunRefused", "load_prior", "plan_start", "options_fingerprint", "diff_options", "existing_files", "TMP_NAME"]
+__all__ = ["Journal", "PriorRun", "RunRefused", "load_prior", "plan_start", "options_fingerprint", "diff_options", "existing_files",
+           "TMP_NAME"]
 
 Mode = Literal["new", "resume", "overwrite"]
 #: temporary files go here when the audit folder is on another file system than the output
@@ -27,6 +28,29 @@ TMP_NAME = ".anonlens-tmp"
 
 class RunRefused(AnonlensError):
     """A run may not start in this output folder as asked (exit code 2)."""
+
+
+class Journal:
+    """The running run's records, one strict-JSON line each, flushed as each file finishes: what
+    ``--resume`` continues, and what the manifest is streamed from at the end."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._fh = open(self.path, "ab")
+
+    def append(self, rec: dict[str, Any]) -> int:
+        """Write ``rec``; return the offset of its line."""
+        offset = self._fh.tell()
+        self._fh.write(dumps_strict(rec).encode("utf-8") + b"\n")
+        self._fh.flush()
+        return offset
+
+    def close(self) -> None:
+        """Close; a line the disk had no room for is dropped (``--resume`` redoes its file)."""
+        try:
+            self._fh.close()
+        except OSError:
+            pass
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
+from ..display import display_name, one_line
 from ..errors import AnonlensError
 from .learn import epoch_progress
 from .main import _fail, _require, app, out_console
@@ -55,7 +56,7 @@ def prepare_cmd(
         _fail(str(exc))
     w = report.written
     out_console.print(f"{report.frames} frames, {report.persons} persons: wrote train {w['train']}, val {w['val']}, test {w['test']} "
-                      f"to {escape(str(output))}; skipped {json.dumps(report.skipped)}")
+                      f"to {escape(display_name(output))}; skipped {json.dumps(report.skipped)}")
     if sum(w.values()) == 0:
         _fail("no person passed the filters; nothing to train on", 1)
 
@@ -109,7 +110,7 @@ def train_cmd(
     except AnonlensError as exc:
         _fail(str(exc))
     best = res["best"]
-    where = escape(str(Path(res["output"]) / "best.safetensors"))
+    where = escape(display_name(Path(res["output"]) / "best.safetensors"))
     if best:
         out_console.print(f"best epoch {best['epoch']} ({best['metric']} {best['score']:.3f}): {where}")
     else:
@@ -131,7 +132,7 @@ def import_cmd(
         path = import_reference(list(checkpoints), output, preset=preset, ngf=ngf)
     except AnonlensError as exc:
         _fail(str(exc))
-    out_console.print(f"imported: {escape(str(path))}")
+    out_console.print(f"imported: {escape(display_name(path))}")
 
 
 @agan_app.command("evaluate")
@@ -179,7 +180,7 @@ def evaluate_cmd(
                       (f" ({res['n_without']} without an embedding)" if res["n_without"] else ""))
     fid = res.get("fidelity")
     if fid:
-        out_console.print("fidelity: " + (f"skipped ({escape(fid['skipped'])})" if "skipped" in fid else
+        out_console.print("fidelity: " + (f"skipped ({escape(one_line(fid['skipped']))})" if "skipped" in fid else
                                           f"FID {fid['fid'].get('value')}, KID {fid['kid'].get('value')}"))
     if json_out is not None:
         write_atomic(json_out, dumps_strict(res, indent=2).encode())

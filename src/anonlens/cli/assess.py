@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..display import display_name, one_line
 from ..errors import AnonlensError
 from .main import ENGINE_HELP, ENGINE_OPTION_HELP, RAY_ADDRESS_HELP, _fail, _parse_options, _require, app, err_console, make_engine, out_console
 
@@ -99,16 +100,16 @@ def print_score_summary(result, json_out: bool) -> None:
     for name, groups in result.groups.items():
         for group, v in groups.items():
             value = "n/a: " + v["error"] if v.get("value") is None else f"{v['value']:.4g}"
-            out_console.print(f"{name} [{escape(group)}] (n={v['n']}): {escape(value)}")
+            out_console.print(f"{name} [{escape(one_line(group))}] (n={v['n']}): {escape(one_line(value))}")
     for k, v in result.summary.items():
         if k.startswith(("reid_rate", "rank1", "faces_in")):
             out_console.print(f"{k}: {'n/a' if v is None else (f'{v:.3f}' if isinstance(v, float) else v)}")
     if result.errors:
         out_console.print(f"[red]{len(result.errors)} pair(s) could not be scored:[/]")
         for e in result.errors[:20]:
-            out_console.print(f"  {escape(e['error'])}")
+            out_console.print(f"  {escape(one_line(e['error']))}")
     if result.table_csv:
-        out_console.print(f"table: {escape(str(result.table_csv))}")
+        out_console.print(f"table: {escape(display_name(result.table_csv))}")
 
 
 @app.command("score")
@@ -193,7 +194,7 @@ def correlate_cmd(
         options = CorrelationOptions(human=human, human_higher_is_private=not human_lower_is_private,
                                      by=tuple(b.strip() for b in by.split(",") if b.strip()), bootstrap=bootstrap, seed=seed)
         if not table.is_file():
-            raise AnonlensError(f"table not found: {table}")
+            raise AnonlensError(f"table not found: {display_name(table)}")
         df = correlate(table, options, metrics=[m.strip() for m in metrics.split(",")] if metrics else None)
     except AnonlensError as exc:
         _fail(str(exc))
@@ -245,7 +246,8 @@ def check_cmd(
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
         for item in result.failing:
-            out_console.print(f"[red]{item.verdict}[/] {escape(item.anonymized or item.original or item.key)}: {escape('; '.join(item.problems))}")
+            out_console.print(f"[red]{item.verdict}[/] {escape(display_name(item.anonymized or item.original or item.key))}: "
+                              f"{escape(one_line('; '.join(item.problems)))}")
         counts = ", ".join(f"{v} {n}" for v, n in summary["counts"].items() if n)
         rate = "n/a" if summary["reid_rate"] is None else f"{summary['reid_rate']:.3f}"
         colour = "green" if result.verdict == "pass" else "red"
@@ -318,10 +320,10 @@ def weights_verify() -> None:
             continue
         try:
             path = resolve_weights(spec)
-            out_console.print(f"{spec.name}: [green]ok[/] {escape(str(path))}" + ("" if spec.sha256 else " (no known hash)"))
+            out_console.print(f"{spec.name}: [green]ok[/] {escape(display_name(path))}" + ("" if spec.sha256 else " (no known hash)"))
         except AnonlensError as exc:
             bad += 1
-            out_console.print(f"{spec.name}: [red]{escape(str(exc))}[/]")
+            out_console.print(f"{spec.name}: [red]{escape(one_line(str(exc)))}[/]")
     raise typer.Exit(1 if bad else 0)
 
 
@@ -359,7 +361,7 @@ def report_cmd(
         try:
             records = json.loads(manifest.read_text(encoding="utf-8"))["images"]
         except (OSError, json.JSONDecodeError, KeyError) as exc:
-            _fail(f"{manifest}: not a readable anonlens manifest ({exc})")
+            _fail(f"{display_name(manifest)}: not a readable anonlens manifest ({exc})")
         regions = {r["output"]: [reg["box"] for reg in r.get("regions", [])] for r in records if r.get("output")}
     try:
         explain = None
@@ -384,21 +386,21 @@ def report_cmd(
                 doc = json.loads((folder / "tradeoff.json").read_text(encoding="utf-8"))
                 sections.append(section_html(doc, (folder / "tradeoff.png").read_bytes()))
             except (OSError, json.JSONDecodeError, KeyError) as exc:
-                _fail(f"{folder}: not a readable `anonlens tradeoff` output ({exc})")
+                _fail(f"{display_name(folder)}: not a readable `anonlens tradeoff` output ({exc})")
         gate_doc = None
         if gate is not None:
             try:
                 gate_doc = json.loads(gate.read_text(encoding="utf-8"))
                 gate_doc["per_image"]
             except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-                _fail(f"{gate}: not the output of `anonlens check --json` ({exc})")
+                _fail(f"{display_name(gate)}: not the output of `anonlens check --json` ({exc})")
         elif not no_gate:
             gate_doc = _run_gate_for_report(scores, manifest, reviewed, quiet)
         path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions,
                             explain=explain, explain_title=title, sections=sections, gate=gate_doc)
     except AnonlensError as exc:
         _fail(str(exc))
-    out_console.print(f"report: {escape(str(path))}")
+    out_console.print(f"report: {escape(display_name(path))}")
     if not no_originals:
         err_console.print("[yellow]note: the report contains thumbnails of the original images; use --no-originals to share it[/]")
 
@@ -466,4 +468,4 @@ def calibrate_cmd(
         return
     out_console.print(f"threshold {result['threshold']:.4f} (F1 {result['f1']:.3f} on {result['pairs']} pairs, {result['matching']} matching)")
     for s in result["skipped"][:20]:
-        out_console.print(f"  [yellow]skipped[/] {escape(s)}")
+        out_console.print(f"  [yellow]skipped[/] {escape(one_line(s))}")

@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
+from ..display import display_name, one_line
 from ..errors import AnonlensError
 from .learn import epoch_progress
 from .main import _fail, _parse_options, _require, app, err_console, out_console
@@ -65,10 +66,10 @@ def run_cmd(
         vic = load_victim(victim, weights=victim_weights, num_classes=classes, input_size=input_size, seed=seed)
         found, problems = collect_images(images, label=label)
         for p in problems:
-            err_console.print(f"[yellow]{escape(p)}[/]")
+            err_console.print(f"[yellow]{escape(one_line(p))}[/]")
         if not found:
             _fail("no images to attack" + (f" ({len(problems)} problem(s) above)" if problems else ""))
-        err_console.print(f"device: {dev}{' (mixed precision)' if amp else ''}; victim: {escape(vic.source)}; "
+        err_console.print(f"device: {dev}{' (mixed precision)' if amp else ''}; victim: {escape(one_line(vic.source))}; "
                           f"{atk.name} preset {atk.preset}; defence {dfc.label}; {len(found)} image(s)")
         total = atk.config.iterations * atk.config.restarts
         bar = epoch_progress("attack", quiet)
@@ -77,7 +78,7 @@ def run_cmd(
             state = {"name": ""}
 
             def on_batch(i, n, batch):
-                state["name"] = f"batch {i + 1}/{n} ({batch[0].id}{' +' + str(len(batch) - 1) if len(batch) > 1 else ''})"
+                state["name"] = f"batch {i + 1}/{n} ({display_name(batch[0].id)}{' +' + str(len(batch) - 1) if len(batch) > 1 else ''})"
                 bar.reset(task, total=total, info=escape(state["name"]))
 
             def progress(trial, iteration, value):
@@ -88,20 +89,20 @@ def run_cmd(
                              resume=resume, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                              on_batch=on_batch, progress=progress)
     except KeyboardInterrupt:
-        err_console.print(f"[yellow]stopped; run again with --resume to go on from the saved state in {escape(str(output))}[/]")
+        err_console.print(f"[yellow]stopped; run again with --resume to go on from the saved state in {escape(display_name(output))}[/]")
         raise typer.Exit(130)
     except AnonlensError as exc:
         _fail(str(exc))
     for name, why in run.metric_notes.items():
-        err_console.print(f"[yellow]metric {escape(name)} left out: {escape(why)}[/]")
+        err_console.print(f"[yellow]metric {escape(name)} left out: {escape(one_line(why))}[/]")
     for e in run.errors:
-        err_console.print(f"[red]{escape(e)}[/]")
+        err_console.print(f"[red]{escape(one_line(e))}[/]")
     if json_out:
         sys.stdout.write(json.dumps(run.summary, indent=2, default=str) + "\n")
     else:
         m = run.summary["means"]
         fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
-        out_console.print(f"{run.summary['reconstructed']} reconstruction(s) of {escape(run.config)} in {escape(str(run.output))}"
+        out_console.print(f"{run.summary['reconstructed']} reconstruction(s) of {escape(run.config)} in {escape(display_name(run.output))}"
                           + (f" ({len(run.skipped)} already done)" if run.skipped else ""))
         out_console.print(f"mean PSNR {fmt(m['psnr'], '.2f')} dB, SSIM {fmt(m['ssim'], '.3f')}, LPIPS {fmt(m['lpips'], '.3f')}, "
                           f"identity distance {fmt(m['identity_distance'], '.3f')}, gradient loss {fmt(m['gradient_loss'], '.3g')}, "

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..display import display_name
 from ..errors import AnonlensError
 from .learn import epoch_progress
 from .main import _fail, _require, _parse_options, app, err_console, out_console
@@ -56,7 +57,7 @@ def train_classifier_cli(data_dir: Path, output: Path, options: dict, device: st
     except AnonlensError as exc:
         _fail(str(exc))
     val = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.3f}"
-    out_console.print(f"{what}: {escape(str(res.checkpoint))}\ntrain accuracy {res.train_accuracy:.3f}, validation accuracy {val}")
+    out_console.print(f"{what}: {escape(display_name(res.checkpoint))}\ntrain accuracy {res.train_accuracy:.3f}, validation accuracy {val}")
 
 
 @app.command("tradeoff")
@@ -126,4 +127,4 @@ def tradeoff_cmd(
     for m in result.matched:
         table.add_row(f"{100 * m['risk']:.1f} %", f"{m['edi_ssim']:.3f}", f"{m['uniform_ssim']:.3f}", f"{m['ssim_gap']:+.3f}")
     out_console.print(table)
-    out_console.print(f"plot: {escape(str(files['png']))}\nreport: {escape(str(files['html']))}")
+    out_console.print(f"plot: {escape(display_name(files['png']))}\nreport: {escape(display_name(files['html']))}")

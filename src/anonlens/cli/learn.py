@@ -11,8 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..display import display_name, one_line
 from ..errors import AnonlensError
-from .main import _fail, _require, app, out_console
+from .main import _fail, _require, app, err_console, out_console
 
 
 # the same default as anonlens.learn.semsim.ORIGINAL_PATTERN (not imported here: it would load torch)
@@ -46,15 +47,18 @@ def splits_cmd(
 
     csvs = list(csv or [p for p in (data_dir / "HA1.csv", data_dir / "HA2.csv") if p.is_file()])
     if not csvs:
-        _fail(f"no HA1.csv or HA2.csv in {data_dir}; name the annotation file(s) with --csv")
+        _fail(f"no HA1.csv or HA2.csv in {display_name(data_dir)}; name the annotation file(s) with --csv")
     results = {}
     try:
         for path in csvs:
             df, raw = load_annotations(path, with_raw=True)
             problems = check_images(df, data_dir, decode=verify_images)
             if problems:
-                listing = "\n  ".join(problems[:30]) + (f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else "")
-                _fail(f"{path}: {len(problems)} image problem(s), nothing written:\n  {listing}")
+                for problem in problems[:30]:  # one line each, whatever a file name holds
+                    err_console.print(f"  {escape(one_line(problem))}")
+                if len(problems) > 30:
+                    err_console.print(f"  ... and {len(problems) - 30} more")
+                _fail(f"{display_name(path)}: {len(problems)} image problem(s) (listed above), nothing written")
             results[path.stem] = write_splits(df, output or data_dir, path.stem, split or None, seed=seed, raw=raw)
     except AnonlensError as exc:
         _fail(str(exc))
@@ -62,7 +66,7 @@ def splits_cmd(
     if json_out:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         raise typer.Exit(1 if failed else 0)
-    table = Table(title=f"splits written to {escape(str((output or data_dir) / 'dataset_splits'))}", header_style="bold")
+    table = Table(title=f"splits written to {escape(display_name((output or data_dir) / 'dataset_splits'))}", header_style="bold")
     for col in ("annotations", "split", "train", "val", "test"):
         table.add_column(col, justify="left" if col in ("annotations", "split") else "right")
     for name, splits in results.items():
@@ -71,7 +75,7 @@ def splits_cmd(
                 table.add_row(name, s, str(c["train"]), str(c["val"]), str(c["test"]))
     out_console.print(table)
     for name, s, error in failed:
-        out_console.print(f"[red]{escape(name)} {escape(s)} not written:[/] {escape(error)}")
+        out_console.print(f"[red]{escape(one_line(name))} {escape(one_line(s))} not written:[/] {escape(one_line(error))}")
     raise typer.Exit(1 if failed else 0)
 
 
@@ -119,7 +123,7 @@ def train_cmd(
                 task_id, completed=row["epoch"] + 1, info=f"loss {row['train_loss']:.4f} val {row['val_loss']:.4f} rho {row['val_spearman']:.3f}"))
     except AnonlensError as exc:
         _fail(str(exc))
-    out_console.print(f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}): {escape(str(result.best_checkpoint))}")
+    out_console.print(f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}): {escape(display_name(result.best_checkpoint))}")
 
 
 @app.command("evaluate")
@@ -182,7 +186,7 @@ def explain_cmd(
     buf = _io.BytesIO()
     np.save(buf, heat.astype(np.float32))
     write_atomic(output.with_suffix(".npy"), buf.getvalue())
-    out_console.print(f"Grad-CAM ({target} the anonymity score): {escape(str(output))}")
+    out_console.print(f"Grad-CAM ({target} the anonymity score): {escape(display_name(output))}")
 
 
 semsim_app = typer.Typer(help="SemSim: a triplet embedding of human recognition judgements (train, evaluate).", no_args_is_help=True)
@@ -219,7 +223,7 @@ def semsim_train_cmd(
                 tid, completed=row["epoch"], info=f"loss {row['triplet_loss']:.4f}"))
     except AnonlensError as exc:
         _fail(str(exc))
-    out_console.print(f"final triplet loss {history[-1]['triplet_loss']:.4f} (first epoch {history[0]['triplet_loss']:.4f}): {escape(str(weights))}")
+    out_console.print(f"final triplet loss {history[-1]['triplet_loss']:.4f} (first epoch {history[0]['triplet_loss']:.4f}): {escape(display_name(weights))}")
 
 
 @semsim_app.command("evaluate")
@@ -293,7 +297,7 @@ def benchmark_cmd(
         sys.stdout.write(json.dumps({"rows": res.rows, "notes": res.notes, "files": {k: str(v) for k, v in res.files.items()}}, indent=2) + "\n")
         return
     out_console.print(res.files["md"].read_text(encoding="utf-8"))
-    out_console.print(f"written: {escape(str(res.files['md']))}, {escape(str(res.files['csv']))}, {escape(str(res.files['png']))}")
+    out_console.print(f"written: {escape(display_name(res.files['md']))}, {escape(display_name(res.files['csv']))}, {escape(display_name(res.files['png']))}")
 
 
 @app.command("import-checkpoint")
@@ -317,4 +321,4 @@ def import_checkpoint_cmd(
         path = import_reference_checkpoint(source, config, output)
     except AnonlensError as exc:
         _fail(str(exc))
-    out_console.print(f"imported: {escape(str(path))}")
+    out_console.print(f"imported: {escape(display_name(path))}")

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._version import __version__
+from ..display import display_name, one_line
 from ..errors import AnonlensError
 
 app = typer.Typer(
@@ -35,7 +36,7 @@ EXIT_REVIEW = 3
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}")  # one line, whatever a file name holds
     raise typer.Exit(code)
 
 
@@ -81,16 +82,25 @@ def make_engine(engine: str, ray_address: Optional[str], workers: int, engine_op
 
 
 def _parse_options(pairs: List[str] | None, what: str) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict; values are read as JSON when they parse (numbers, lists)."""
+    """``["key=value", ...]`` -> dict; values are read as JSON when they parse (numbers, lists),
+    ``true``/``false`` in any case as booleans, anything else as text. The values' types and
+    ranges are checked where the options are used (the registries: one line, exit 2); a key given
+    twice is refused here."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
-        if "=" not in pair:
-            _fail(f"{what} option '{pair}' must look like key=value")
-        key, value = pair.split("=", 1)
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            _fail(f"{what} option {pair!r} must look like key=value")
+        if key in out:
+            _fail(f"{what} option {key!r} is given twice ({key}={out[key]!r} and {pair!r}); keep one")
+        if value.strip().lower() in ("true", "false"):
+            out[key] = value.strip().lower() == "true"
+            continue
         try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
+            out[key] = value
     return out
 
 
@@ -124,6 +134,7 @@ def anonymize_cmd(
     shape: Optional[str] = typer.Option(None, help="Region shape: ellipse, box, mask or auto. Default: ellipse for faces, box for bodies."),
     margin: Optional[float] = typer.Option(None, help="Grow each region by this fraction of its size on every side. Default: 0.25 faces, 0.05 bodies."),
     on_empty: Optional[str] = typer.Option(None, help="When nothing is found: keep (copy unchanged), skip (write nothing), full (anonymize the whole image). Default: keep, name every such image and end with exit code 3 (review needed); choosing a policy explicitly is respected (exit 0)."),
+    on_damaged: str = typer.Option("review", "--on-damaged", help="When the decoder reports errors in a file (a damaged input: corrupt JPEG data, video packets that fail to decode): review (anonymize what could be decoded, name the file on screen and in the manifest, end with exit code 3), accept (the same, exit 0) or fail (no output for it, exit code 1)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not re-detect faces in the anonymized regions (by default a region that still detects as a face is anonymized more strongly, then masked)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep an allow-list of harmless EXIF tags (camera, lens, exposure, date; orientation reset to 1) and the colour profile. Never thumbnails, GPS, XMP, IPTC, maker notes, serial numbers or names; checked again after encoding. Default: strip everything."),
     detect_every: int = typer.Option(1, "--detect-every", min=1, max=5, help="Videos: run the detectors on every N-th frame only; tracks carry regions between, and new tracks are covered back to 4 frames before their first detection. Faster; a face visible for fewer than N frames can be missed. Default 1: every frame."),
@@ -152,7 +163,7 @@ def anonymize_cmd(
 
     Inputs are never modified. Each output is written atomically, without metadata, in the format its name says. An image that fails (unreadable, detector or operator error) gets no output at all, and the exit code is 1. OUTPUT holds only anonymized images: the manifest (per image the regions found, every parameter and both files' hashes), the run history and --assess scores go to the audit folder beside it, which links the release to the originals: keep it private.
 
-    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, or OUTPUT holds files this run did not write; 2 usage or a refused run (nothing touched); 3 review needed. 
+    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, OUTPUT holds files this run did not write, or the audit folder could not be written (--resume completes the run); 2 usage or a refused run (nothing touched); 3 review needed (nothing found, or a damaged input). 
     """
     from ..batch import BatchOptions, run_batch
     from ..pipeline import AnonymizeConfig
@@ -169,11 +180,17 @@ def anonymize_cmd(
         if masks is not None:
             det_opts["masks"] = str(masks)
     if threshold is not None:
+        if "threshold" in det_opts:
+            _fail("--threshold and -d threshold=... are both given; keep one")
         det_opts["threshold"] = threshold
     if seed is not None:
+        if "seed" in op_opts:
+            _fail("--seed and -p seed=... are both given; keep one")
         op_opts["seed"] = seed
     if overwrite and resume:
         _fail("--overwrite and --resume exclude each other")
+    if on_damaged not in ("review", "accept", "fail"):
+        _fail(f"--on-damaged must be review, accept or fail; got {on_damaged!r}")
     method_opts: dict[str, Any] = {}
     if method == "edi":
         method_opts = {"target_risk": target_risk, "q": q, "max_iters": max_iters, "saliency": saliency,
@@ -211,12 +228,13 @@ def anonymize_cmd(
             resume=resume,
             workers=workers,
             video=VideoOptions(keep_audio=keep_audio, detect_every=detect_every),
+            on_damaged=on_damaged,
         )
         runner = make_engine(engine, ray_address, workers, engine_option)
         with runner:
             report = _run_with_progress(run_batch, inputs, output, options, audit, quiet, runner)
     except AnonlensError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=getattr(exc, "exit_code", 2))  # an audit folder that cannot be written: 1
     if not (json_out and assess):  # with both, one JSON document is printed at the end
         _print_summary(report, json_out)
     assessment = None
@@ -240,6 +258,8 @@ def anonymize_cmd(
         raise typer.Exit(1)
     if on_empty is None and report.nothing_found:
         raise typer.Exit(EXIT_REVIEW)  # nothing found, default policy: a person must look first
+    if on_damaged == "review" and report.damaged:
+        raise typer.Exit(EXIT_REVIEW)  # decoded with errors: a person must look at what was made of it
     raise typer.Exit(0)
 
 
@@ -260,7 +280,7 @@ def _print_edi(edi: dict[str, Any], target: float) -> None:
     )
     for w in edi.get("warnings", []):
         shown = "" if w["distance"] is None else f" (identity distance {w['distance']:.3f})"
-        out_console.print(f"[yellow]warning[/] {escape(w['input'])} face at {w['box']}: {w['why']}{shown}")
+        out_console.print(f"[yellow]warning[/] {escape(display_name(w['input']))} face at {w['box']}: {escape(one_line(w['why']))}{shown}")
     out_console.print(f"[{style}]final re-identification rate {100 * final:.2f} % (target {100 * target:.2f} %)[/]")
 
 
@@ -290,14 +310,14 @@ def _run_with_progress(run_batch, inputs, output, options, audit, quiet, engine=
             if state["frames"] is not None:
                 progress.remove_task(state["frames"])
             state["video"], state["t0"] = video, time.perf_counter()
-            state["frames"] = progress.add_task("frames", total=total or None, info=Path(video).name)
+            state["frames"] = progress.add_task("frames", total=total or None, info=escape(display_name(Path(video).name)))
         fps = done / max(time.perf_counter() - state["t0"], 1e-9)
-        progress.update(state["frames"], completed=done, info=f"{Path(video).name}: {fps:.1f} frames/s")
+        progress.update(state["frames"], completed=done, info=f"{escape(display_name(Path(video).name))}: {fps:.1f} frames/s")
 
     def on_record(rec: dict[str, Any]) -> None:
         if rec["status"] == "failed":
             state["failed"] += 1
-            progress.console.print(f"[red]failed[/] {escape(rec.get('error', rec['input']))}")
+            progress.console.print(f"[red]failed[/] {escape(one_line(rec['error']) if rec.get('error') else display_name(rec['input']))}")
         progress.update(state["task"], advance=1, info=f"{state['failed']} failed")
 
     with progress:
@@ -318,9 +338,9 @@ def _report_payload(report) -> dict[str, Any]:
 def _listing(title: str, items: list[str], style: str, limit: int = 20) -> None:
     if not items:
         return
-    out_console.print(f"[{style}]{escape(title)}[/]" if style else escape(title))
-    for item in items[:limit]:
-        out_console.print(f"  {escape(item)}")
+    out_console.print(f"[{style}]{escape(one_line(title))}[/]" if style else escape(one_line(title)))
+    for item in items[:limit]:  # names come as display_name(...); one_line: no item is ever two lines
+        out_console.print(f"  {escape(one_line(item))}")
     if len(items) > limit:
         out_console.print(f"  ... and {len(items) - limit} more (all in the manifest)")
 
@@ -350,24 +370,29 @@ def _print_summary(report, json_out: bool) -> None:
     rate = summary["images_per_second"]
     table.add_row("time", f"{summary['seconds']:.1f} s" + (f" ({rate:.2f} images/s)" if rate else ""))
     out_console.print(table)
-    _listing(f"Nothing was found in {len(report.nothing_found)} image(s); review them:", report.nothing_found, "yellow")
+    _listing(f"Nothing was found in {len(report.nothing_found)} image(s); review them:", [display_name(n) for n in report.nothing_found],
+             "yellow")
+    damaged = [f"{display_name(d['input'])}: {one_line(d['errors'][0])}" + (" (more in the manifest)" if len(d["errors"]) > 1 else "")
+               for d in report.damaged]
+    _listing(f"{len(report.damaged)} file(s) were decoded with errors (damaged input; anonymized from what could be decoded); "
+             "review them:", damaged, "yellow")
     verified = report.verification_summary()
     if verified["strengthened"] or verified["masked"] or verified["found_by_verification"]:
         out_console.print(
             f"[yellow]verification: {verified['strengthened']} region(s) still detected as a face and were anonymized more strongly, "
             f"{verified['masked']} were masked, {verified['found_by_verification']} face(s) found in the output were anonymized[/]"
         )
-    _listing(f"{len(report.ignored)} file(s) not read:", [f"{r['input']}: {r['reason']}" for r in report.ignored], "yellow")
+    _listing(f"{len(report.ignored)} file(s) not read:", [f"{display_name(r['input'])}: {r['reason']}" for r in report.ignored], "yellow")
     _listing(f"{len(report.replaced)} output(s) had changed since their run and were anonymized again:",
              [r["why"] for r in report.replaced], "yellow")
-    _listing(f"{len(report.removed)} output(s) of the replaced run were removed:", report.removed, "")
-    _listing(f"{len(report.failed)} image(s) failed; nothing was written for them:", [r.get("error") or r["input"] for r in report.failed], "red")
-    _listing(f"{len(report.unmatched_regions)} region key(s) match no input (their regions were not used):", report.unmatched_regions, "red")
+    _listing(f"{len(report.removed)} output(s) of the replaced run were removed:", [display_name(n) for n in report.removed], "")
+    _listing(f"{len(report.failed)} image(s) failed; nothing was written for them:", [r.get("error") or display_name(r["input"]) for r in report.failed], "red")
+    _listing(f"{len(report.unmatched_regions)} region key(s) match no input (their regions were not used):", [display_name(k) for k in report.unmatched_regions], "red")
     _listing(f"{len(report.foreign)} file(s) in the output folder were not written by this run; remove them before publishing:",
-             report.foreign, "red")
-    out_console.print(f"release folder (only anonymized images): {escape(str(report.output_dir))}")
-    out_console.print(f"audit records (private: they link the release to the originals): {escape(str(report.audit_dir))}")
-    out_console.print(f"manifest: {escape(str(report.manifest_path))}")
+             [display_name(n) for n in report.foreign], "red")
+    out_console.print(f"release folder (only anonymized images): {escape(display_name(report.output_dir))}")
+    out_console.print(f"audit records (private: they link the release to the originals): {escape(display_name(report.audit_dir))}")
+    out_console.print(f"manifest: {escape(display_name(report.manifest_path))}")
 
 
 @app.command("demo")
@@ -390,17 +415,22 @@ def demo_cmd(
     except AnonlensError as exc:
         _fail(str(exc))
     _print_summary(report, False)
-    out_console.print(f"sample inputs: {escape(str(inputs))}\nanonymized:    {escape(str(anonymized))}")
+    out_console.print(f"sample inputs: {escape(display_name(inputs))}\nanonymized:    {escape(display_name(anonymized))}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _range_text(text: str) -> str:
+    return text if text[0] in "[(" else f"({text})"
 
 
 def _registry_table(registry, title: str) -> Table:
     table = Table(title=title, header_style="bold")
     table.add_column("name")
     table.add_column("what it does")
-    table.add_column("options (default)")
+    table.add_column("options (default, accepted range)")
     for entry in registry.entries():
-        opts = ", ".join(f"{k}={v!r}" for k, v in entry.options().items())
+        opts = ", ".join(f"{k}={v!r}" + (f" {_range_text(entry.ranges[k].text)}" if k in entry.ranges else "")
+                         for k, v in entry.options().items())
         table.add_row(entry.name, escape(entry.summary.replace("``", "")), escape(opts))
     return table
 
@@ -423,7 +453,7 @@ def operators_cmd() -> None:
 
 @app.command("inspect")
 def inspect_cmd(files: List[Path] = typer.Argument(..., help="Image files to check for metadata.")) -> None:
-    """Show the metadata segments (EXIF, XMP, IPTC, comments, text chunks) a file carries. Exit 1 if any."""
+    """Show the metadata segments (EXIF, XMP, IPTC, ICC profiles, comments, text chunks) a file carries, and any data after the end of the image (a second image appended to a JPEG, PNG, WebP, TIFF or BMP) or that a TIFF's structure does not reference. Exit 1 if any."""
     from ..io import container_segments, metadata_segments
 
     dirty = 0
@@ -431,12 +461,12 @@ def inspect_cmd(files: List[Path] = typer.Argument(..., help="Image files to che
         try:
             data = f.read_bytes()
         except OSError as exc:
-            _fail(f"{f}: {exc.strerror or exc}")
+            _fail(f"{display_name(f)}: {exc.strerror or exc}")
         fmt, segments = container_segments(data)
         meta = metadata_segments(data)
         dirty += bool(meta)
-        verdict = f"[red]metadata: {', '.join(meta)}[/]" if meta else "[green]no metadata[/]"
-        out_console.print(f"{escape(str(f))} ({fmt}): {verdict}")
+        verdict = f"[red]metadata: {escape(', '.join(meta))}[/]" if meta else "[green]no metadata[/]"
+        out_console.print(f"{escape(display_name(f))} ({fmt}): {verdict}")
     raise typer.Exit(1 if dirty else 0)
 
 

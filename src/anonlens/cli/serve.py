@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List, Optional
+
 import typer
 
 from .main import _fail, _require, app, err_console
@@ -18,18 +20,42 @@ def serve_cmd(
                                                       "processed one at a time, each with every core."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="uvicorn's access log: method, path, status, "
                                                                                 "client address (never file names or pixels)."),
+    allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", metavar="NAME", help="Another name the Host header may say "
+                                                     "(repeatable), e.g. the name a reverse proxy serves. Allowed by default: "
+                                                     "the --host address, localhost, 127.0.0.1 and [::1]; any other gets 400 "
+                                                     "(a guard against DNS rebinding). '*' allows any."),
 ) -> None:
-    """Serve the API (POST /anonymize, POST /check, GET /health; OpenAPI at /openapi.json, docs at /docs) and the page
+    """Serve the API (POST /anonymize, POST /check, GET /health; its OpenAPI description at /openapi.json) and the page
     at / : anonymize and check images from a browser. Uploads are processed in memory and never stored or logged."""
     _require("service", "anonlens serve")
     import uvicorn
 
+    from ..errors import AnonlensError
     from ..service import ServiceSettings, create_app
+    from ..service.limits import DEFAULT_ALLOWED_HOSTS, allowed_host as _host_spelling
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning[/] listening on {host}: anyone who can reach it can send images. Plain HTTP: "
                           "put a reverse proxy with TLS in front (README: 'Web service').")
-    settings = ServiceSettings(max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels, max_concurrent=max_concurrent)
+    hosts = list(DEFAULT_ALLOWED_HOSTS)
+    try:
+        hosts.append(_host_spelling(host))  # the address it listens on
+    except ValueError:
+        pass  # 0.0.0.0 or :: (every interface): not a name clients use
+    for name in allowed_host or []:
+        try:
+            _host_spelling(name)
+        except ValueError as exc:
+            _fail(f"--allowed-host {exc}")
+        hosts.append(name)
+    if host in ("0.0.0.0", "::") and not allowed_host:
+        err_console.print("[yellow]warning[/] only requests whose Host header says localhost, 127.0.0.1 or [::1] are answered: "
+                          "add --allowed-host NAME for each name clients use to reach this machine.")
+    try:
+        settings = ServiceSettings(max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels,
+                                   max_concurrent=max_concurrent, allowed_hosts=tuple(hosts))
+    except AnonlensError as exc:
+        _fail(str(exc))
     err_console.print(f"loading models, then serving on http://{host}:{port}/ (Ctrl-C stops)")
     try:
         uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log, server_header=False,

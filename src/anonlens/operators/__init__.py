@@ -10,7 +10,7 @@ Pixelate(blocks=10, block=None)
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,14 +23,15 @@ from .base import Operator
 __all__ = ["Operator", "OPERATORS", "create_operator", "list_operators", "functional"]
 functional = F
 
-OPERATORS: Registry[Operator] = Registry("operator")
+OPERATORS: Registry[Operator] = Registry("operator", check_types=True)
 
 
 def _relative(size: float, fraction: float, minimum: float = 1.0) -> float:
     return max(minimum, fraction * size)
 
 
-@OPERATORS.register("blur", summary="Gaussian blur; sigma = strength x region size (default 0.2).")
+@OPERATORS.register("blur", summary="Gaussian blur; sigma = strength x region size (default 0.2).",
+                    ranges={"strength": "> 0", "sigma": "> 0"})
 class Blur(Operator):
     name = "blur"
     strengthen = {"sigma": 2.0}
@@ -47,7 +48,8 @@ class Blur(Operator):
         return F.blur(image, mask, sigma=sigma)
 
 
-@OPERATORS.register("pixelate", summary="Mosaic of block means; `blocks` cells across the region (default 8).")
+@OPERATORS.register("pixelate", summary="Mosaic of block means; `blocks` cells across the region (default 8).",
+                    ranges={"blocks": ">= 1", "block": ">= 1"})
 class Pixelate(Operator):
     name = "pixelate"
     strengthen = {"block": 2.0}
@@ -64,11 +66,12 @@ class Pixelate(Operator):
         return F.pixelate(image, mask, block=block)
 
 
-@OPERATORS.register("mask", summary="Solid colour fill (default black): nothing of the original is left.")
+@OPERATORS.register("mask", summary="Solid colour fill (default black): nothing of the original is left.",
+                    ranges={"color": "[0, 255]"})
 class Mask(Operator):
     name = "mask"
 
-    def __init__(self, *, color: Sequence[int] = (0, 0, 0)):
+    def __init__(self, *, color: tuple[int, int, int] = (0, 0, 0)):
         self.color = [int(c) for c in color]
         F.fill(np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool), color=self.color)  # validate
 
@@ -79,7 +82,8 @@ class Mask(Operator):
         return F.fill(image, mask, color=color)
 
 
-@OPERATORS.register("noise", summary="Additive Gaussian noise on a pixelated base; sigma as fraction of 255.")
+@OPERATORS.register("noise", summary="Additive Gaussian noise on a pixelated base; sigma as fraction of 255.",
+                    ranges={"sigma": "> 0", "blocks": ">= 0", "seed": ">= 0"})
 class Noise(Operator):
     """Gaussian noise of standard deviation ``sigma`` (fraction of 255).
 
@@ -107,7 +111,8 @@ class Noise(Operator):
         return F.gaussian_noise(image, mask, sigma=sigma, rng=rng)
 
 
-@OPERATORS.register("dp-pix", summary="Differentially private pixelation (DP-Pix): block means + Laplace noise.")
+@OPERATORS.register("dp-pix", summary="Differentially private pixelation (DP-Pix): block means + Laplace noise.",
+                    ranges={"blocks": ">= 1", "block": ">= 1", "m": ">= 1", "epsilon": "> 0", "seed": ">= 0"})
 class DPPix(Operator):
     """DP-Pix (Fan 2018) as in EDI-Anon: Laplace scale ``255*m/(block**2*epsilon)``.
 
@@ -149,7 +154,8 @@ class DPPix(Operator):
         return F.dp_pixelate(image, mask, block=block, m=m, epsilon=epsilon, rng=rng)
 
 
-@OPERATORS.register("inpaint", summary="Fill from the surroundings (OpenCV Telea or Navier-Stokes).")
+@OPERATORS.register("inpaint", summary="Fill from the surroundings (OpenCV Telea or Navier-Stokes).",
+                    ranges={"radius": "> 0"})
 class Inpaint(Operator):
     name = "inpaint"
 
@@ -181,4 +187,4 @@ def list_operators() -> list[str]:
 from ..generative.agan.operator import AganOperator  # noqa: E402  (numpy only; torch when one is built)
 
 OPERATORS.add("agan", AganOperator, summary="A-GAN: a generated person in place of each person region (needs a trained generator).",
-              extra="learn")
+              extra="learn", ranges={"feather": "[0, 0.5]", "seed": ">= 0"})

@@ -21,8 +21,8 @@ from importlib import resources
 from typing import Any, List, Literal, Optional
 
 from .._version import __version__
-from ..errors import AnonlensError, ImageReadError, ImageTooLargeError, UnknownNameError
-from .limits import Admission, BodyLimit, Busy
+from ..errors import AnonlensError, ImageReadError, ImageTooLargeError, OptionError, UnknownNameError
+from .limits import DEFAULT_ALLOWED_HOSTS, AllowedHosts, Admission, BodyLimit, Busy, allowed_host
 
 __all__ = ["ServiceSettings", "create_app", "SUPPORTED_FORMATS"]
 
@@ -51,6 +51,16 @@ class ServiceSettings:
     max_concurrent: int = 4  #: requests worked on at once; one more gets 503
     jpeg_quality: int = 95
     preload: bool = True  #: load the default models at start-up
+    #: the names a request's Host header may say (any port); others get 400 (a DNS-rebinding guard).
+    #: ``anonlens serve`` adds the address it listens on and each ``--allowed-host``; "*": any
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
+
+    def __post_init__(self) -> None:
+        for name in self.allowed_hosts:
+            try:
+                allowed_host(name)
+            except ValueError as exc:
+                raise OptionError(f"allowed host {exc}") from None
 
     @property
     def max_request_bytes(self) -> int:  # two images (POST /check) and the form fields
@@ -97,6 +107,7 @@ def _value(text: str) -> Any:
 async def _read_upload(upload, field: str, settings: ServiceSettings) -> bytes:
     """The whole upload, in memory; 413 over the limit, 415 for a type the service does not take."""
     from ..io import sniff_format
+    from ..io.images import GIF_REFUSED
 
     if upload is None or not hasattr(upload, "read"):
         raise ServiceError(422, f"'{field}' must be an image file (multipart/form-data)")
@@ -107,6 +118,8 @@ async def _read_upload(upload, field: str, settings: ServiceSettings) -> bytes:
     if not data:
         raise ServiceError(422, f"'{field}' is empty (0 bytes)")
     fmt = sniff_format(data[:32])
+    if fmt == "GIF":
+        raise ServiceError(415, f"'{field}': {GIF_REFUSED}")
     if fmt is None or fmt not in SUPPORTED_FORMATS:
         what = f"{fmt} images are" if fmt else "this file type is"
         raise ServiceError(415, f"'{field}': {what} not supported; send JPEG, PNG, WebP, BMP or TIFF")
@@ -125,10 +138,26 @@ def _image_errors(field: str):
 
 
 def _decode(data: bytes, field: str, settings: ServiceSettings):
+    """The decoded image (colour and alpha: the check measures both)."""
     from ..io import decode_image
 
     with _image_errors(field):
-        return decode_image(data, name=field, max_pixels=settings.max_pixels).rgb
+        return decode_image(data, name=field, max_pixels=settings.max_pixels)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, AnonlensError) else f"bad option: {text}"
+
+
+def _validation_line(detail: list[dict[str, Any]]) -> str:
+    """FastAPI's validation errors in one line: ``'seed': Input should be a valid integer, ...``."""
+    parts = []
+    for e in detail:
+        loc = [str(x) for x in e["loc"] if x not in ("body", "query", "header", "path", "cookie")]
+        msg = " ".join(e["msg"].split())
+        parts.append(f"'{'.'.join(loc)}': {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
 
 
 def _verdict_dict(item) -> dict[str, Any]:
@@ -143,6 +172,7 @@ def _verdict_dict(item) -> dict[str, Any]:
 def create_app(settings: ServiceSettings | None = None):
     """The FastAPI app (uvicorn runs it: ``anonlens serve``)."""
     from fastapi import FastAPI, File, Form, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     settings = settings or ServiceSettings()
@@ -173,8 +203,8 @@ def create_app(settings: ServiceSettings | None = None):
         version=__version__,
         summary="Anonymize people in images and check how anonymous the result is. Nothing is stored.",
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url=None,
+        docs_url=None,  # Swagger UI and ReDoc load their files from a CDN: offline, and blocked by the CSP
+        redoc_url=None,  # the description is at /openapi.json
     )
 
     app.state.admission = admission  # the admitted-requests counter (health, tests)
@@ -186,6 +216,12 @@ def create_app(settings: ServiceSettings | None = None):
         if exc.status == 503:
             headers["Retry-After"] = "1"
         return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        """FastAPI's 422 for a form value of the wrong type or out of range, with one line first."""
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"error": _validation_line(detail), "detail": detail}, status_code=422, headers=dict(_HEADERS))
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):
@@ -272,7 +308,9 @@ def create_app(settings: ServiceSettings | None = None):
         scope: str = Form("face", description="face, person, body, image, text, or combinations such as face,text"),
         operator: str = Form("blur", description="blur, pixelate, mask, noise, dp-pix, inpaint (see GET /options)"),
         detector: Optional[str] = Form(None, description="A detector name (default: centerface for faces, hog-person for bodies)"),
-        threshold: Optional[float] = Form(None, ge=0, le=1, description="Detector score threshold"),
+        threshold: Optional[float] = Form(None, allow_inf_nan=False, description="Detector score threshold: in (0, 1) for "
+                                          "centerface and text; hog-person's is an SVM margin (0 by default). Out of the "
+                                          "detector's range: 422"),
         shape: Optional[Literal["ellipse", "box", "mask", "auto"]] = Form(None),
         margin: Optional[float] = Form(None, ge=0, le=2, description="Grow each region by this fraction of its size"),
         seed: Optional[int] = Form(None, description="Seed for the random operators"),
@@ -305,13 +343,19 @@ def create_app(settings: ServiceSettings | None = None):
 
         def run():
             from ..assess.gate import check_images
+            from ..pipeline import cached_anonymizer
 
+            try:  # the detector and operator, built with the client's options (cached): a bad value is the client's
+                cached_anonymizer(config)
+            except (OptionError, UnknownNameError, ValueError, TypeError) as exc:
+                raise ServiceError(422, _one_line(exc)) from None
             with _image_errors("file"):
                 made = anonymize_encoded(data, config, name="file", out_format=None, max_pixels=settings.max_pixels,
                                          jpeg_quality=settings.jpeg_quality)
             verdict = None
             if check:
-                verdict = check_images(made.original, made.image, text="text" in scope or scope == "all")
+                verdict = check_images(made.original, made.image, text="text" in scope or scope == "all",
+                                       original_alpha=made.original_alpha, anonymized_alpha=made.alpha)
             return made, verdict
 
         made, verdict = await _work(run)
@@ -330,7 +374,7 @@ def create_app(settings: ServiceSettings | None = None):
                 "status": rec["status"],
                 "verdict": verdict_name,
                 "problems": [] if verdict is None else verdict.problems,
-                "review_needed": bool(rec.get("nothing_found")),
+                "review_needed": bool(rec.get("nothing_found") or rec.get("decode_errors")),
                 "regions": rec.get("regions", []),
                 "check": None if verdict is None else _verdict_dict(verdict),
                 "record": rec,
@@ -363,10 +407,11 @@ def create_app(settings: ServiceSettings | None = None):
         def run():
             o = _decode(orig_data, "original", settings)
             a = _decode(anon_data, "anonymized", settings)
-            return check_images(o, a, threshold=threshold, text=text)
+            return check_images(o.rgb, a.rgb, threshold=threshold, text=text, original_alpha=o.alpha, anonymized_alpha=a.alpha)
 
         verdict = await _work(run)
         return {"verdict": verdict.verdict, "passed": verdict.passed, **_verdict_dict(verdict)}
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)  # outermost: before any parsing
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)  # before any parsing
+    app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts)  # outermost: a foreign Host gets nothing else
     return app

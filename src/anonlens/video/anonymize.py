@@ -135,11 +135,14 @@ def anonymize_video(
     source: str | None = None,
     on_frame: Callable[[int, int], None] | None = None,
     max_pixels: int | None = None,
+    on_damaged: str = "review",
 ) -> dict[str, Any]:
     """Anonymize the video ``src`` into ``dst`` (written atomically via ``tmp_dir``); returns the
     manifest entries for it. Raises :class:`AnonlensError` (nothing written) when anything fails.
-    ``on_frame(done, total)`` reports progress (total 0 when the container does not say)."""
-    from .io import VideoReader, VideoWriter, frame_times
+    ``on_frame(done, total)`` reports progress (total 0 when the container does not say).
+    Errors the decoder concealed (damaged packets) go into ``decode_errors``; with
+    ``on_damaged="fail"`` they fail the video instead (nothing written)."""
+    from .io import VideoReader, VideoReadError, VideoWriter, frame_times
 
     started = time.perf_counter()
     suffix = Path(dst).suffix.lower()
@@ -190,6 +193,10 @@ def anonymize_video(
         times_out = frame_times(tmp)
         if len(times_out) != reader.decoded:
             raise AnonlensError(f"{src}: the written video has {len(times_out)} frames, the input {reader.decoded}")
+        damage = reader.damage()
+        if damage and on_damaged == "fail":
+            raise VideoReadError(src, f"damaged: {reader.decode_error_count} decoding error(s), the first {damage[0]}; "
+                                      "nothing written (--on-damaged fail)")
         tick = reader.stream.time_base
         if any(a is not None and abs(a - b) > tick for a, b in zip(sorted(t for t in times_in if t is not None), sorted(times_out))):
             raise AnonlensError(f"{src}: the written video's timestamps differ from the input's")
@@ -202,6 +209,7 @@ def anonymize_video(
             "regions_per_frame": counts,
             "seconds_video": round(time.perf_counter() - started, 3),
             "fps": round(reader.decoded / max(time.perf_counter() - started, 1e-9), 2),
+            **({"decode_errors": damage} if damage else {}),
         }
         if nothing and on_empty == "skip":
             tmp.unlink(missing_ok=True)
@@ -214,7 +222,7 @@ def anonymize_video(
 
             whole = cached_anonymizer(dataclasses.replace(anonymizer.config, scope="image", detector=None, detector_options=()))
             again = anonymize_video(src, dst, whole, options, tmp_dir=tmp_dir, on_empty="keep", source=source, on_frame=on_frame,
-                                    max_pixels=max_pixels)
+                                    max_pixels=max_pixels, on_damaged=on_damaged)
             return {**again, "status": "full-frame", "nothing_found": True, "tracks": []}
         os.replace(tmp, dst)
         return {**record, "status": "kept" if nothing else "anonymized", "nothing_found": nothing}

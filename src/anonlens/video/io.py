@@ -9,7 +9,9 @@ no subtitle or data streams, no audio unless asked (then the audio packets are c
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterator
@@ -19,6 +21,7 @@ import numpy as np
 from ..errors import AnonlensError, ImageReadError
 from ..extras import require_extra
 from ..io import VIDEO_CONTAINERS, VIDEO_SUFFIXES, is_video
+from ..io.images import GIF_REFUSED
 
 __all__ = ["VIDEO_SUFFIXES", "VideoInfo", "VideoReader", "VideoWriter", "VideoReadError", "is_video", "paired_frames"]
 
@@ -65,15 +68,28 @@ class VideoReader:
             self.container = av.open(self.path, metadata_errors="ignore")
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise VideoReadError(self.path, f"cannot open as a video: {exc}") from None
+        if (self.container.format.name or "").split(",")[0] == "gif":
+            # one rule for GIF everywhere (CLI, service, whatever the name): refused
+            self.container.close()
+            raise VideoReadError(self.path, GIF_REFUSED)
         if not self.container.streams.video:
             self.container.close()
             raise VideoReadError(self.path, "has no video stream")
         self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        # One decoding thread: FFmpeg's errors are then logged in this thread, while this reader
+        # decodes, and collected (see frames); a decoder's own threads would log them from there,
+        # where PyAV's log callback can deadlock on the GIL. (Decoding is a small part of the work.)
+        self.stream.codec_context.thread_count = 1
+        self.stream.thread_type = "NONE"
         self.audio = list(self.container.streams.audio)
         self.pending_audio: list[Any] = []
         self.decoded = 0
         self.last_pts: int | None = None
+        #: what the decoder reported while it still produced frames (concealed damage), as
+        #: "frame N: codec: message" (N: the first frame out after the damaged packet); the first
+        #: MAX_DECODE_ERRORS, all counted in decode_error_count (see damage())
+        self.decode_errors: list[str] = []
+        self.decode_error_count = 0
         ctx = self.stream.codec_context
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.info = VideoInfo(
@@ -95,12 +111,27 @@ class VideoReader:
         av = _av()
         streams = [self.stream] + (self.audio[:1] if keep_audio else [])
         try:
-            for packet in self.container.demux(streams):
-                if packet.stream is not self.stream:
+            packets = self.container.demux(streams)
+            damaged: dict[int, list[str]] = {}  # a packet's pts -> its decoding errors, until its frame comes out
+            while True:
+                with _ffmpeg_errors(av) as logs:  # what reading and decoding this packet reported
+                    packet = next(packets, None)
+                    if packet is None:
+                        break
+                    decoded = packet.decode() if packet.stream is self.stream else None  # the last, empty packet flushes
+                errors = _errors(logs, av)
+                if errors and decoded is not None and packet.pts is not None:
+                    damaged.setdefault(packet.pts, []).extend(errors)
+                else:
+                    self._note_all(errors)
+                if decoded is None:
                     if packet.dts is not None:
                         self.pending_audio.append(packet)
                     continue
-                for frame in packet.decode():  # the last, empty packet flushes the decoder
+                for frame in decoded:
+                    self._note_all(damaged.pop(frame.pts, ()))
+                    if frame.is_corrupt:
+                        self._note(f"frame {self.decoded}: marked corrupt by the decoder")
                     rot = int(getattr(frame, "rotation", 0) or 0) % 360
                     if self.decoded == 0:
                         self.info.rotation = rot
@@ -112,11 +143,64 @@ class VideoReader:
                     yield rgb, frame
         except av.error.FFmpegError as exc:
             raise VideoReadError(self.path, f"decoding failed after {self.decoded} frame(s): {exc}") from None
+        self._note_all(_errors(logs, av))
+        for pts in sorted(damaged):  # frames the decoder never put out
+            self._note_all([f"{m} (packet pts {pts}, no frame)" for m in damaged[pts]])
         declared = self.info.frames_declared
         if self.decoded == 0:
             raise VideoReadError(self.path, "no frame could be decoded")
         if declared and self.decoded < declared:
             raise VideoReadError(self.path, f"truncated or damaged: {self.decoded} of {declared} frames decoded")
+
+    def damage(self) -> list[str]:
+        """The decoding errors met so far, for the record: :attr:`decode_errors`, then how many
+        more there were."""
+        more = self.decode_error_count - len(self.decode_errors)
+        return self.decode_errors + ([f"... and {more} more"] if more > 0 else [])
+
+    def _note(self, message: str) -> None:
+        self.decode_error_count += 1
+        if len(self.decode_errors) < MAX_DECODE_ERRORS:
+            self.decode_errors.append(message)
+
+    def _note_all(self, errors) -> None:
+        for message in errors:  # the frame about to come out (decoding order) is the damaged one
+            self._note(f"frame {self.decoded}: {message}")
+
+
+def _errors(logs: list, av) -> list[str]:
+    """``codec: message`` for each of FFmpeg's logs at level ERROR or worse."""
+    return [f"{name + ': ' if name else ''}{message.strip()}" for level, name, message in logs if level <= av.logging.ERROR]
+
+
+#: how many decoding errors a video's record lists (the rest are counted)
+MAX_DECODE_ERRORS = 20
+_LOG_LOCK = threading.Lock()
+_log_users = 0
+_log_level_before: int | None = None
+
+
+@contextlib.contextmanager
+def _ffmpeg_errors(av) -> Iterator[list]:
+    """The list FFmpeg's logs of this thread go to in the block: ``(level, name, message)``.
+
+    PyAV drops FFmpeg's logs unless a level is set (a process-wide setting); it is set to ERROR
+    (or kept, when more verbose) only while some reader is inside this block, so that no other
+    FFmpeg work (the encoder's threads) ever calls back into Python."""
+    global _log_users, _log_level_before
+    with _LOG_LOCK:
+        if _log_users == 0:
+            _log_level_before = av.logging.get_level()
+            av.logging.set_level(av.logging.ERROR if _log_level_before is None else max(_log_level_before, av.logging.ERROR))
+        _log_users += 1
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield logs
+    finally:
+        with _LOG_LOCK:
+            _log_users -= 1
+            if _log_users == 0:
+                av.logging.set_level(_log_level_before)
 
 
 class VideoWriter:
