@@ -1,4 +1,5 @@
-import io
+"""The suite's shared fixtures (what the tests share besides fixtures is in ``tests/helpers.py``)."""
+
 import os
 
 import pytest
@@ -9,10 +10,6 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-from PIL import Image
-
-# The face in scikit-image's astronaut photo (dlib's box, x1, y1, x2, y2).
-ASTRONAUT_FACE = (175, 76, 266, 167)
 
 
 @pytest.fixture(scope="session")
@@ -27,20 +24,6 @@ def no_face_image():
     from skimage import data
 
     return data.coffee()
-
-
-def iou(a, b):
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0, x2 - x1) * max(0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
-
-
-def encode(arr, fmt="PNG", **kw):
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format=fmt, **kw)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import os
 import secrets
@@ -26,7 +27,11 @@ from typing import Any, Callable, Iterable, Literal
 from ._version import __version__
 from .audit import AuditLayout, Journal, OutputLock, default_audit_dir, dumps_strict, load_prior, options_fingerprint, plan_start
 from .audit.runs import TMP_NAME, PriorRun, existing_files
+from .detectors import DETECTORS
+from .edi import reid_curve
+from .engines.local import LocalEngine
 from .errors import AnonlensError, ImageReadError
+from .extras import require_extra
 from .io import (
     DEFAULT_MAX_PIXELS,
     FORMAT_BY_SUFFIX,
@@ -43,8 +48,8 @@ from .io import (
     sniff_format,
     write_atomic,
 )
-from .pipeline import AnonymizeConfig, anonymize_encoded, cached_anonymizer
-from .video.anonymize import VideoOptions
+from .pipeline import AnonymizeConfig, anonymize_encoded, anonymizer_loads, cached_anonymizer
+from .video.anonymize import VideoOptions, anonymize_video
 
 __all__ = ["BatchOptions", "FileTask", "plan_tasks", "process_file", "run_batch", "BatchReport", "check_output_dir", "effective_workers"]
 
@@ -66,7 +71,7 @@ class BatchOptions:
     jpeg_quality: int = 95
     overwrite: bool = False
     resume: bool = False
-    workers: int = 0  # 0: automatic (see _effective_workers)
+    workers: int = 0  # 0: automatic (see effective_workers)
     threads_per_worker: int | None = None
     video: VideoOptions = field(default_factory=VideoOptions)
     on_damaged: str = "review"  # see ON_DAMAGED
@@ -94,9 +99,13 @@ class FileTask:
     renamed: str | None = None  # why the output's name differs from the input's
     source: str | None = None  # the key detectors look the image up by (region files), when not ``key``
 
+    def base_record(self) -> dict[str, Any]:
+        """The record's fields known before the file is read ("failed" until it succeeds)."""
+        return {"input": self.src, "output": None, "key": self.key, "status": "failed"}
 
-def _record_base(task: FileTask) -> dict[str, Any]:
-    return {"input": task.src, "output": None, "key": task.key, "status": "failed"}
+    def failed(self, error: str) -> dict[str, Any]:
+        """The record of this task when it could not run at all (``error`` names the file and why)."""
+        return {**self.base_record(), "error": error, "seconds": 0.0}
 
 
 def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -106,7 +115,7 @@ def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str,
     nothing is written and the record says why. The output is encoded in the format its name
     says, whatever the input's name said; the format comes from the content.
     """
-    rec = _record_base(task)
+    rec = task.base_record()
     started = time.perf_counter()
     try:
         if task.skip:
@@ -161,9 +170,6 @@ def process_file(task: FileTask, options: BatchOptions, on_frame: Callable[[str,
 
 def _process_video(task: FileTask, options: BatchOptions, rec: dict[str, Any], on_frame) -> dict[str, Any]:
     """One video (see :mod:`anonlens.video`); errors propagate to :func:`process_file`'s handlers."""
-    from .extras import require_extra
-    from .video.anonymize import anonymize_video
-
     require_extra("video", "reading videos")
     rec["input_sha256"] = hash_regular_file(task.src)
     anonymizer = cached_anonymizer(options.config)
@@ -371,7 +377,6 @@ class BatchReport:
         (after the fail-closed fallback), or None when EDI did not run."""
         if not self.edi:
             return None
-        from .edi import reid_curve
 
         n = len(self.edi)
         ssims = [e["ssim_region"] for e in self.edi if e["ssim_region"] is not None]
@@ -417,8 +422,6 @@ def effective_workers(requested: int, n_tasks: int, config: AnonymizeConfig) -> 
     if n_tasks <= 1:
         return 1
     if requested <= 0:
-        from .detectors import DETECTORS
-
         name = config.detector_name
         if config.method == "edi":  # seconds of single-threaded identity checks per face
             requested = min(os.cpu_count() or 1, n_tasks)
@@ -427,12 +430,6 @@ def effective_workers(requested: int, n_tasks: int, config: AnonymizeConfig) -> 
         else:
             requested = min(os.cpu_count() or 1, -(-n_tasks // 8))
     return max(1, min(int(requested), n_tasks))
-
-
-def _worker_init(threads: int | None) -> None:
-    from . import runtime
-
-    runtime.set_num_threads(threads)
 
 
 def _precheck(task: FileTask, options: BatchOptions, prior: PriorRun | None) -> dict[str, Any] | None:
@@ -515,8 +512,6 @@ def run_batch(
     if options.overwrite and options.resume:
         raise AnonlensError("--overwrite and --resume exclude each other")
     if engine is None:
-        from .engines.local import LocalEngine
-
         engine = LocalEngine()
     started = time.perf_counter()
     out = check_output_dir(output_dir)
@@ -590,7 +585,8 @@ def run_batch(
                 else:
                     todo.append(t)
             if todo:
-                engine.map_files(todo, options, finish, on_frame)
+                engine.map_files(todo, options, finish, on_frame, fn=process_file, loads=anonymizer_loads,
+                                 workers=functools.partial(effective_workers, config=options.config))
         finally:
             journal.close()
 

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import as_rgb_uint8
+from .errors import AnonlensError
+from .extras import has_extra, require_extra
+from .pool import MODELS
 from .weights import resolve_weights
 
 __all__ = ["DlibFaceEmbedder", "FaceEmbedding", "DLIB_MATCH_THRESHOLD", "IDENTITY_ENGINES", "identity_distance", "match_distances",
            "match_distances_many",
-           "resolve_engine", "torch_network"]
+           "resolve_engine", "torch_network", "face_embedder"]
 
 DLIB_MATCH_THRESHOLD = 0.6
 IDENTITY_ENGINES = ("auto", "torch", "dlib")
@@ -30,16 +33,11 @@ IDENTITY_ENGINES = ("auto", "torch", "dlib")
 
 def resolve_engine(engine: str = "auto", *, jitter: int = 0) -> str:
     """``torch`` or ``dlib``: ``auto`` is torch where it is installed (and jitter is 0)."""
-    from .errors import AnonlensError
-    from .extras import has_extra
-
     if engine not in IDENTITY_ENGINES:
         raise AnonlensError(f"unknown identity engine '{engine}'; known: {', '.join(IDENTITY_ENGINES)}")
     torch_ok = has_extra("learn")
     if engine == "torch":
         if not torch_ok:
-            from .extras import require_extra
-
             require_extra("learn", "the torch identity engine")
         if jitter:
             raise AnonlensError("jitter > 0 is dlib's random crops: use the dlib identity engine")
@@ -49,16 +47,20 @@ def resolve_engine(engine: str = "auto", *, jitter: int = 0) -> str:
     return "torch"
 
 
-_NETS: dict[str, object] = {}
+MODELS.define("dlib-resnet")
+MODELS.define("face-embedder", size=4)
+
+
+def _build_torch_network(device: str):
+    from .facenet.network import DlibResNet
+
+    return DlibResNet.from_file(resolve_weights("dlib-face-recognition")).to(device)
 
 
 def torch_network(device: str = "cpu"):
-    """dlib's face-recognition ResNet in PyTorch (:mod:`anonlens.facenet`), built once per process and device."""
-    if device not in _NETS:
-        from .facenet.network import DlibResNet
-
-        _NETS[device] = DlibResNet.from_file(resolve_weights("dlib-face-recognition")).to(device)
-    return _NETS[device]
+    """dlib's face-recognition ResNet in PyTorch (:mod:`anonlens.facenet`), built once per process
+    and device (the model pool's)."""
+    return MODELS.get("dlib-resnet", device, lambda: _build_torch_network(device))
 
 
 @dataclass
@@ -215,3 +217,12 @@ class DlibFaceEmbedder:
         if isinstance(where, FaceEmbedding):
             return self._embedding(image, where.shape)
         return self._embedding(image, self.shape_at(image, where))
+
+
+def face_embedder(*, upsample: int = 1, jitter: int = 0, padding: float = 0.25, engine: str = "auto",
+                  device: str = "cpu") -> DlibFaceEmbedder:
+    """The process's :class:`DlibFaceEmbedder` for these settings, from the model pool (its models
+    load once; it keeps nothing of the images it embeds)."""
+    key = (int(upsample), int(jitter), float(padding), resolve_engine(engine, jitter=int(jitter)), str(device))
+    return MODELS.get("face-embedder", key, lambda: DlibFaceEmbedder(upsample=key[0], jitter=key[1], padding=key[2],
+                                                                     engine=key[3], device=key[4]))

@@ -17,23 +17,30 @@ equals the anonymized colour there; the verification re-detects over the composi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
 from .checks import as_rgb_uint8
 from .detectors import DETECTORS, Detector, create_detector
+from .detectors.text import TextRecognizer, rotated_crop
+from .edi import EDIConfig, IdentityOracle, edi_anonymize, utility_record
 from .errors import AnonlensError
-from .io import DEFAULT_MAX_PIXELS
-from .io.images import composite_views
+from .identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, match_distances
+from .io import DEFAULT_MAX_PIXELS, SUFFIX_BY_FORMAT, decode_image, encode_image, metadata_problems
+from .io.images import ALPHA_FORMATS, composite_views
 from .operators import Operator, create_operator
+from .operators import functional as OF
+from .pool import MODELS
 from .regions import Region, Shape, box_iou, region_mask, whole_image_region
+from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN, FaceVerifier
 
-__all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "anonymize_encoded", "EncodedResult", "SCOPE_DEFAULTS"]
+__all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "anonymize_encoded", "EncodedResult", "SCOPE_DEFAULTS",
+           "anonymizer_loads", "SCOPES", "MAX_MARGIN", "parse_scope", "normalize_scope", "AnonymizerParts", "Found", "build_parts"]
 
 #: a base scope (face, body, person, image), ``text``, a base scope with text ("face,text"), or
 #: ``all`` (= "person,text": faces, people and text)
@@ -55,8 +62,22 @@ SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def normalize_scope(scope: str) -> str:
-    """``"text,face"`` -> ``"face,text"``, ``"all"`` -> ``"person,text"``; raises on anything else."""
+#: the scopes a user names (the service lists them in ``GET /options``); ``all`` is person,text,
+#: and :func:`parse_scope` also reads other spellings of these ("text,face", "FACE")
+SCOPES = ("face", "person", "body", "image", "text", "face,text", "person,text", "body,text", "all")
+#: the largest region margin a user may set (a fraction of the region's size added on each side)
+MAX_MARGIN = 5.0
+
+
+def parse_scope(scope: str) -> tuple[str, ...]:
+    """A scope's parts: at most one base scope (face, body, person, image), then ``text`` if it has
+    text; raises :class:`~anonlens.errors.AnonlensError` (one line) on anything else.
+
+    >>> parse_scope("text, Face"), parse_scope("all"), parse_scope("text")
+    (('face', 'text'), ('person', 'text'), ('text',))
+    >>> [",".join(parse_scope(s)) for s in SCOPES]
+    ['face', 'person', 'body', 'image', 'text', 'face,text', 'person,text', 'body,text', 'person,text']
+    """
     parts = [p.strip().lower() for p in str(scope).split(",") if p.strip()]
     if "all" in parts:
         parts = [p for p in parts if p != "all"] + ["person", "text"]
@@ -71,7 +92,14 @@ def normalize_scope(scope: str) -> str:
         raise AnonlensError(f"scope {scope!r} combines {' and '.join(bases)}: choose one of face, body, person, image (plus text)")
     if bases == ["image"] and "text" in parts:
         raise AnonlensError("scope image already covers the whole frame, text included; drop text")
-    return ",".join(bases + (["text"] if "text" in parts else []))
+    return tuple(bases + (["text"] if "text" in parts else []))
+
+
+def normalize_scope(scope: str) -> str:
+    """``"text,face"`` -> ``"face,text"``, ``"all"`` -> ``"person,text"`` (:func:`parse_scope`, joined)."""
+    return ",".join(parse_scope(scope))
+
+
 #: detectors whose regions are exact (the user's own): used as given unless shape/margin are set
 EXACT_DETECTORS = {"boxes": {"shape": "box", "margin": 0.0}}
 
@@ -120,8 +148,8 @@ class AnonymizeConfig:
             raise AnonlensError(f"on_empty must be keep, skip or full; got {self.on_empty!r}")
         if self.shape is not None and self.shape not in ("auto", "ellipse", "box", "mask"):
             raise AnonlensError(f"shape must be auto, ellipse, box or mask; got {self.shape!r}")
-        if self.margin is not None and not (0.0 <= float(self.margin) <= 5.0):
-            raise AnonlensError(f"margin must be between 0 and 5 (fraction of the box per side); got {self.margin!r}")
+        if self.margin is not None and not (0.0 <= float(self.margin) <= MAX_MARGIN):
+            raise AnonlensError(f"margin must be between 0 and {MAX_MARGIN:g} (fraction of the box per side); got {self.margin!r}")
         # accept dicts for convenience; store sorted tuples so the config stays hashable
         for name in ("detector_options", "operator_options", "method_options"):
             value = getattr(self, name)
@@ -130,14 +158,19 @@ class AnonymizeConfig:
             object.__setattr__(self, name, tuple((k, _freeze(v)) for k, v in getattr(self, name)))
 
     @property
+    def scope_parts(self) -> tuple[str, ...]:
+        """The scope's parts (:func:`parse_scope`): ``("face",)``, ``("person", "text")``, ``("text",)``."""
+        return parse_scope(self.scope)
+
+    @property
     def base_scope(self) -> str | None:
         """face, body, person or image; None for text alone."""
-        base = self.scope.split(",")[0]
+        base = self.scope_parts[0]
         return base if base in BASE_SCOPES else None
 
     @property
     def has_text(self) -> bool:
-        return self.scope.split(",")[-1] == "text"
+        return "text" in self.scope_parts
 
     @property
     def main_scope(self) -> str:
@@ -213,8 +246,89 @@ class AnonymizationResult:
         return not self.regions and self.action != "anonymized"
 
 
+@dataclass(frozen=True, eq=False)
+class AnonymizerParts:
+    """What an :class:`Anonymizer` is built from (:func:`build_parts`): every part always exists,
+    None when the configuration does not use it."""
+
+    operator: Operator
+    #: the scope's own detector; None for the ``image`` scope (the whole frame is the region)
+    detector: Detector | None = None
+    #: ``person`` scope: the face detector runs too (its regions get the face defaults)
+    face_detector: Detector | None = None
+    #: a base scope with text: the text detector runs too (its regions get the text defaults)
+    text_detector: Detector | None = None
+    #: re-detects text in anonymized text regions (the scope's text detector; None without verification)
+    text_probe: Detector | None = None
+    #: ``keep_text``: reads text regions; ``keep`` is the compiled pattern their text must match entirely
+    recognizer: TextRecognizer | None = None
+    keep: re.Pattern[str] | None = None
+    #: re-detects faces in every anonymized region and searches outputs for faces (uniform method, verify)
+    verifier: FaceVerifier | None = None
+    #: EDI-Anon (``method="edi"``): its options, its identity oracle and the optional attribute predictor
+    edi: EDIConfig | None = None
+    oracle: IdentityOracle | None = None
+    attribute: Callable[[np.ndarray], Any] | None = None
+
+
+def build_parts(config: AnonymizeConfig, *, detector: Detector | None = None, operator: Operator | None = None) -> AnonymizerParts:
+    """Create (load) the parts ``config`` uses; ``detector``/``operator`` instances are used as
+    given instead of the configured ones. Raises :class:`AnonlensError` for bad EDI options."""
+    name = config.detector_name
+    if detector is None and name is not None:
+        detector = create_detector(name, **dict(config.detector_options))
+    operator = operator or create_operator(config.operator, **_thaw(dict(config.operator_options)))
+    face_detector = create_detector("centerface") if config.base_scope == "person" else None
+    text_detector = create_detector("text") if config.has_text and config.base_scope else None
+    text_probe = text_detector or (detector if detector is not None and detector.label == "text" else None)
+    recognizer = TextRecognizer() if config.keep_text is not None else None
+    verifier = None
+    if config.verify and config.method != "edi":
+        verifier = FaceVerifier(detector_options=dict(config.detector_options) if name == "centerface" else {})
+    edi = oracle = attribute = None
+    if config.method == "edi":
+        try:
+            edi = EDIConfig(**_thaw(dict(config.method_options)))
+        except TypeError as exc:
+            raise AnonlensError(f"EDI option error: {exc}") from None
+        oracle = edi.create_oracle()
+        edi.saliency_for(oracle)  # unknown saliency method or wrong oracle: fail now
+        if edi.attribute_model:
+            from .edi.classifier import attribute_predictor  # torch
+
+            attribute = attribute_predictor(edi.attribute_model)
+    return AnonymizerParts(operator, detector, face_detector, text_detector, text_probe if config.verify else None, recognizer,
+                           None if config.keep_text is None else re.compile(config.keep_text), verifier, edi, oracle, attribute)
+
+
+@dataclass
+class Found:
+    """The regions to anonymize in one image (:meth:`Anonymizer.find`, or a video's tracker): each
+    with the part of the scope that found it (see :meth:`Anonymizer.detect_parts`) and the
+    composited view it was seen in (None or ``colour``: the colour itself), and the text regions
+    left readable on purpose (``keep_text``: their records, text included)."""
+
+    regions: list[Region]
+    parts: list[str]
+    views: list[str | None] | None = None
+    kept_text: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.views is None:
+            self.views = [None] * len(self.regions)
+        if not len(self.regions) == len(self.parts) == len(self.views):
+            raise ValueError(f"one part and one view per region: got {len(self.regions)} regions, {len(self.parts)} parts, "
+                             f"{len(self.views)} views")
+
+
 class Anonymizer:
-    """A detector and an operator loaded once, applied to many images.
+    """A detector and an operator loaded once, applied to many images (and video frames).
+
+    Per image: :meth:`find` the regions (the scope's detectors over every view, ``keep_text``
+    splits off the text to leave readable), then :meth:`anonymize_found` (the operator and the
+    verification over each region, the face search of scopes that do not look for faces, the
+    ``on_empty`` policy). Calling the anonymizer does both; a video finds on its detection frames
+    and hands each frame's tracked regions to :meth:`anonymize_found`.
 
     >>> anon = Anonymizer(AnonymizeConfig(scope="image", operator="pixelate"))
     >>> anon(np.zeros((32, 32, 3), np.uint8)).action
@@ -229,49 +343,38 @@ class Anonymizer:
         operator: Operator | None = None,
     ):
         self.config = config or AnonymizeConfig()
-        name = self.config.detector_name
-        if detector is not None:
-            self.detector: Detector | None = detector
-        elif name is None:
-            self.detector = None
-        else:
-            self.detector = create_detector(name, **dict(self.config.detector_options))
-        self.operator = operator or create_operator(self.config.operator, **_thaw(dict(self.config.operator_options)))
-        # person scope: the face detector always runs too; its regions get the face defaults
-        self.face_detector: Detector | None = create_detector("centerface") if self.config.base_scope == "person" else None
-        # a base scope with text: the text detector runs too; its regions get the text defaults
-        self.text_detector: Detector | None = (create_detector("text") if self.config.has_text and self.config.base_scope
-                                               else None)
-        text_probe = self.text_detector or (self.detector if self.detector is not None and self.detector.label == "text" else None)
-        self._text_probe = text_probe if self.config.verify else None
-        self._recognizer = None
-        if self.config.keep_text is not None:
-            from .detectors.text import TextRecognizer
+        self.parts = build_parts(self.config, detector=detector, operator=operator)
+        #: dlib's identity network, loaded on the first identity verification (operators that put a new face in)
+        self._id_embedder: DlibFaceEmbedder | None = None
 
-            self._recognizer = TextRecognizer()
-            self._keep = re.compile(self.config.keep_text)
-        self.verifier = None
-        if self.config.verify and self.config.method != "edi":
-            from .verify import FaceVerifier
+    @property
+    def detector(self) -> Detector | None:
+        """The scope's own detector (None: the ``image`` scope)."""
+        return self.parts.detector
 
-            face_opts = dict(self.config.detector_options) if name == "centerface" else {}
-            self.verifier = FaceVerifier(detector_options=face_opts)
-        self.edi = None
-        self.oracle = None
-        if self.config.method == "edi":
-            from .edi import EDIConfig
+    @property
+    def operator(self) -> Operator:
+        return self.parts.operator
 
-            try:
-                self.edi = EDIConfig(**_thaw(dict(self.config.method_options)))
-            except TypeError as exc:
-                raise AnonlensError(f"EDI option error: {exc}") from None
-            self.oracle = self.edi.create_oracle()
-            self.edi.saliency_for(self.oracle)  # unknown saliency method or wrong oracle: fail now
-            self._attribute = None
-            if self.edi.attribute_model:
-                from .edi.classifier import attribute_predictor
+    @property
+    def face_detector(self) -> Detector | None:
+        return self.parts.face_detector
 
-                self._attribute = attribute_predictor(self.edi.attribute_model)
+    @property
+    def text_detector(self) -> Detector | None:
+        return self.parts.text_detector
+
+    @property
+    def verifier(self) -> FaceVerifier | None:
+        return self.parts.verifier
+
+    @property
+    def edi(self) -> EDIConfig | None:
+        return self.parts.edi
+
+    @property
+    def oracle(self) -> IdentityOracle | None:
+        return self.parts.oracle
 
     def match_inputs(self, keys: list[str]) -> dict[str, Any]:
         """Merge :meth:`Detector.match_inputs` over this anonymizer's detectors."""
@@ -320,15 +423,14 @@ class Anonymizer:
         """With ``keep_text``: split off the text regions whose recognised text matches it
         entirely; they stay readable and are recorded (their text included: it is in the release
         anyway). The text of the regions that are anonymized is never recorded."""
-        if self._recognizer is None:
+        recognizer, keep = self.parts.recognizer, self.parts.keep
+        if recognizer is None or keep is None:
             return found, []
-        from .detectors.text import rotated_crop
-
         texts = [i for i, (r, _) in enumerate(found) if r.label == "text" and r.polygon is not None]
-        read = self._recognizer([rotated_crop(image, found[i][0].polygon) for i in texts])
+        read = recognizer([rotated_crop(image, found[i][0].polygon) for i in texts])
         kept_idx, kept = set(), []
         for i, (text, conf) in zip(texts, read):
-            if text.strip() and self._keep.fullmatch(text.strip()):
+            if text.strip() and keep.fullmatch(text.strip()):
                 kept_idx.add(i)
                 kept.append({**found[i][0].to_dict(), "text": text.strip(), "confidence": round(conf, 4)})
         return [f for i, f in enumerate(found) if i not in kept_idx], kept
@@ -374,16 +476,21 @@ class Anonymizer:
     def apply_with_alpha(
         self, image: np.ndarray, alpha: np.ndarray | None, regions: list[Region], *, source: str | None = None,
         parts: list[str] | None = None, rng: np.random.Generator | None = None,
+        rngs: Sequence[np.random.Generator | None] | None = None,
     ) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
         """:meth:`apply` to an image with an ``alpha`` channel (None: without): also returns the
         output's alpha, opaque (255) over every region's mask and every pixel the operator or the
-        verification changed; each region is verified over the composited views too."""
+        verification changed; each region is verified over the composited views too. ``rngs``
+        (one per region, e.g. a video track's) replaces ``rng`` region by region."""
         out = image
         params = []
         alpha_out = None if alpha is None else np.array(alpha, dtype=np.uint8, copy=True)
         if rng is None:
             rng = self.operator.rng_for(source) if self.operator.stochastic else None
-        for region, part in zip(regions, parts or ["main"] * len(regions)):
+        if rngs is not None and len(rngs) != len(regions):
+            raise ValueError(f"one random generator per region: got {len(rngs)} for {len(regions)} regions")
+        for i, (region, part) in enumerate(zip(regions, parts or ["main"] * len(regions))):
+            region_rng = rng if rngs is None else rngs[i]
             shape, margin = self._geometry(region, part)
             mask = region_mask(region, image.shape, shape=shape, margin=margin)
             entry: dict[str, Any] = {}
@@ -391,11 +498,11 @@ class Anonymizer:
             if alpha_out is not None:
                 alpha_out[mask] = 255  # no matte of the region survives: the alpha there is a constant
             if self.edi is not None and region.label != "text":  # EDI's oracle judges identity, not text
-                out, p, entry["edi"] = self._apply_edi(image, out, mask, region, rng)
+                out, p, entry["edi"] = self._apply_edi(image, out, mask, region, region_rng)
             else:
-                out, p = self.operator(out, mask, region, rng=rng)
-            if self.verifier is not None or (region.label == "text" and self._text_probe is not None):
-                out, p, entry["verification"] = self._verify(before, out, mask, region, p, rng, alpha=alpha_out)
+                out, p = self.operator(out, mask, region, rng=region_rng)
+            if self.verifier is not None or (region.label == "text" and self.parts.text_probe is not None):
+                out, p, entry["verification"] = self._verify(before, out, mask, region, p, region_rng, alpha=alpha_out)
             if alpha_out is not None:
                 alpha_out[(out != before).any(axis=2)] = 255  # what the verification changed beyond the mask
             if part == "verification":
@@ -411,13 +518,10 @@ class Anonymizer:
         (:mod:`anonlens.verify`). With an ``alpha`` (the output's, already opaque over ``mask``;
         updated in place where a wider mask is used), the highest score over the colour and the
         composited views counts."""
-        from .operators import functional as OF
-        from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN
-
         if region.label != "text" and getattr(self.operator, "verification", "detection") == "identity":
             return self._verify_identity(before, out, mask, region, params)
         if region.label == "text":
-            probe = self._text_probe
+            probe = self.parts.text_probe
             thr, score_at = probe.threshold, probe.residual
         else:
             thr, score_at = self.verifier.threshold, self.verifier.residual
@@ -458,11 +562,7 @@ class Anonymizer:
         gate measures it: at the original face's landmarks (for a face region, predicted in its box
         even when dlib does not detect it there) and at every face found in the output. A failing
         region falls back to a solid mask, then to a wider one, as the detection-based check does."""
-        from .identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, match_distances
-        from .operators import functional as OF
-        from .verify import WIDE_MASK_MARGIN
-
-        if getattr(self, "_id_embedder", None) is None:
+        if self._id_embedder is None:
             self._id_embedder = DlibFaceEmbedder()
         emb = self._id_embedder
         h, w = before.shape[:2]
@@ -502,15 +602,12 @@ class Anonymizer:
         the whole image, user boxes) the verification searches the output for faces."""
         return self.face_detector is not None or (self.detector is not None and self.detector.label == "face")
 
-    def _face_search(self, out: np.ndarray, source: str | None, rng) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        """When no face detector ran on the input: anonymize (and verify) every face the face
-        detector finds in the output."""
-        out, extra, _ = self._face_search_alpha(out, None, source, rng)
-        return out, extra
-
-    def _face_search_alpha(self, out: np.ndarray, alpha: np.ndarray | None, source: str | None,
-                           rng) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
-        """:meth:`_face_search` over the colour and the composited views of ``out`` with ``alpha``."""
+    def search_faces(self, out: np.ndarray, alpha: np.ndarray | None = None, *, source: str | None = None,
+                     rng: np.random.Generator | None = None) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
+        """When no face detector ran on the input (:attr:`searches_faces` False) and the verification
+        is on: anonymize (and verify) every face the verification's detector finds in ``out``, in its
+        colour and in every composited view with ``alpha``. Returns the image, the faces' entries
+        (``found_by: verification``) and the alpha."""
         if self.verifier is None or self.searches_faces:
             return out, [], alpha
         faces: list[Region] = []
@@ -543,8 +640,6 @@ class Anonymizer:
     def _apply_edi(self, original: np.ndarray, current: np.ndarray, mask: np.ndarray, region: Region, rng):
         """EDI inside one region: the oracle learns the person from ``original``; pixels change only
         in ``mask`` of ``current`` (earlier regions already anonymized)."""
-        from .edi import edi_anonymize, utility_record
-
         cfg = self.edi
         params = self.operator.params_for(region)
         perturb = lambda img: self.operator(img, mask, region, rng=rng)[0]  # noqa: E731
@@ -555,15 +650,72 @@ class Anonymizer:
                             on_fail=cfg.on_fail, saliency=method, saliency_options=sal_opts, q=cfg.q, select=cfg.select, refresh=cfg.refresh,
                             rng=rng if rng is not None else np.random.default_rng(0))
         record = {**res.to_dict(mask), **utility_record(original, res.image, mask), "saliency": method}
-        if self._attribute is not None:  # on the face's box (the whole image for aligned faces)
+        attribute = self.parts.attribute
+        if attribute is not None:  # on the face's box (the whole image for aligned faces)
             x1, y1, x2, y2 = (int(round(v)) for v in region.box)
             y1, x1 = max(0, y1), max(0, x1)
-            before, after = self._attribute(original[y1:y2, x1:x2]), self._attribute(res.image[y1:y2, x1:x2])
+            before, after = attribute(original[y1:y2, x1:x2]), attribute(res.image[y1:y2, x1:x2])
             record.update(attribute_original=before, attribute_anonymized=after, attribute_kept=before == after)
         return res.image, params, record
 
+    def find(self, image: np.ndarray, *, alpha: np.ndarray | None = None, source: str | None = None) -> Found:
+        """The regions to anonymize in ``image`` (RGB): :meth:`detect_views` (the scope's detectors
+        over the colour and, with a non-constant ``alpha``, every composited view), then
+        :meth:`keep_readable` (with ``keep_text``, the matching text regions are split off and
+        recorded as kept)."""
+        found, seen_in = self.detect_views(image, alpha, source=source)
+        views_of = {id(r): v for (r, _), v in zip(found, seen_in)}
+        found, kept = self.keep_readable(image, found)
+        return Found([r for r, _ in found], [p for _, p in found], [views_of.get(id(r)) for r, _ in found], kept)
+
+    def anonymize_found(
+        self, image: np.ndarray, found: Found, *, alpha: np.ndarray | None = None, source: str | None = None,
+        rng: np.random.Generator | None = None, rngs: Sequence[np.random.Generator | None] | None = None,
+        on_empty: OnEmpty | None = None,
+    ) -> AnonymizationResult:
+        """Anonymize the ``found`` regions of ``image`` (:meth:`apply_with_alpha`: the operator and
+        the verification), then search the output for faces (:meth:`search_faces`); when there is
+        nothing to anonymize, apply the ``on_empty`` policy (default: the config's). The one
+        per-image step of photos (:meth:`__call__`) and of video frames (their regions from a tracker).
+
+        ``rng`` draws the random operators' noise (default: the operator's generator for
+        ``source``); ``rngs``, one per region, replaces it region by region. The result's record
+        holds what was done to this image: ``kept_text`` (with ``keep_text``), ``regions`` (the
+        found regions' entries in order, then the face search's) and ``full_frame``."""
+        policy = on_empty or self.config.on_empty
+        if rng is None:
+            rng = self.operator.rng_for(source) if self.operator.stochastic else None
+        regions = found.regions
+        record: dict[str, Any] = {}
+        if self.parts.recognizer is not None:
+            record["kept_text"] = found.kept_text
+        if regions:
+            out, params, out_alpha = self.apply_with_alpha(image, alpha, regions, source=source, parts=found.parts, rng=rng, rngs=rngs)
+            _note_views(params, found.views)
+            out, extra, out_alpha = self.search_faces(out, out_alpha, source=source, rng=rng)
+            record["regions"] = params + extra
+            return AnonymizationResult(out, regions + [_region_of(e) for e in extra], "anonymized", record, out_alpha)
+        # the scope's detector found nothing: in scopes without a face search of their own, the
+        # verification's face search still runs, and any face it finds is anonymized
+        out, extra, out_alpha = self.search_faces(image, alpha, source=source, rng=rng)
+        if extra:
+            record["regions"] = extra
+            return AnonymizationResult(out, [_region_of(e) for e in extra], "anonymized", record, out_alpha)
+        record["regions"] = []
+        if policy == "keep":
+            return AnonymizationResult(image.copy(), [], "kept", record, None if alpha is None else alpha.copy())
+        if policy == "skip":
+            return AnonymizationResult(None, [], "skipped", record)
+        # every channel of the whole frame: the alpha becomes opaque everywhere
+        out, params, out_alpha = self.apply_with_alpha(image, alpha, [whole_image_region(*image.shape[:2])], source=source, rng=rng)
+        out, extra, out_alpha = self.search_faces(out, out_alpha, source=source, rng=rng)
+        record["full_frame"] = params
+        record["regions"] = extra
+        return AnonymizationResult(out, [_region_of(e) for e in extra], "full-frame", record, out_alpha)
+
     def __call__(self, image: np.ndarray, *, source: str | None = None, alpha: np.ndarray | None = None) -> AnonymizationResult:
-        """Anonymize ``image`` (RGB). With ``alpha`` (its ``(H, W)`` uint8 alpha channel), regions are
+        """Anonymize ``image`` (RGB): :meth:`find`, then :meth:`anonymize_found`; the record starts
+        with :meth:`describe`. With ``alpha`` (its ``(H, W)`` uint8 alpha channel), regions are
         also searched for in the composited views and the result's ``alpha`` is opaque over every
         anonymized region (see the module docstring)."""
         image = as_rgb_uint8(image)
@@ -571,38 +723,11 @@ class Anonymizer:
             alpha = np.asarray(alpha)
             if alpha.shape != image.shape[:2] or alpha.dtype != np.uint8:
                 raise ValueError(f"alpha must be a uint8 array of shape {image.shape[:2]}, got {alpha.dtype} {alpha.shape}")
-        found, seen_in = self.detect_views(image, alpha, source=source)
-        views_of = {id(r): v for (r, _), v in zip(found, seen_in)}
-        found, kept = self.keep_readable(image, found)
-        regions = [r for r, _ in found]
-        record: dict[str, Any] = self.describe()
-        if self._recognizer is not None:
-            record["kept_text"] = kept
-        rng = self.operator.rng_for(source) if self.operator.stochastic else None
-        if regions:
-            out, params, out_alpha = self.apply_with_alpha(image, alpha, regions, source=source, parts=[p for _, p in found], rng=rng)
-            _note_views(params, [views_of.get(id(r)) for r in regions])
-            out, extra, out_alpha = self._face_search_alpha(out, out_alpha, source, rng)
-            record["regions"] = params + extra
-            return AnonymizationResult(out, regions + [_region_of(e) for e in extra], "anonymized", record, out_alpha)
-        # the scope's detector found nothing: in scopes without a face search of their own, the
-        # verification's face search still runs, and any face it finds is anonymized
-        out, extra, out_alpha = self._face_search_alpha(image, alpha, source, rng)
-        if extra:
-            record["regions"] = extra
-            return AnonymizationResult(out, [_region_of(e) for e in extra], "anonymized", record, out_alpha)
-        record["regions"] = []
-        policy = self.config.on_empty
-        if policy == "keep":
-            return AnonymizationResult(image.copy(), [], "kept", record, None if alpha is None else alpha.copy())
-        if policy == "skip":
-            return AnonymizationResult(None, [], "skipped", record)
-        # every channel of the whole frame: the alpha becomes opaque everywhere
-        out, params, out_alpha = self.apply_with_alpha(image, alpha, [whole_image_region(*image.shape[:2])], source=source, rng=rng)
-        out, extra, out_alpha = self._face_search_alpha(out, out_alpha, source, rng)
-        record["full_frame"] = params
-        record["regions"] = extra
-        return AnonymizationResult(out, [_region_of(e) for e in extra], "full-frame", record, out_alpha)
+        found = self.find(image, alpha=alpha, source=source)
+        described = self.describe()
+        result = self.anonymize_found(image, found, alpha=alpha, source=source)
+        result.record = {**described, **result.record}
+        return result
 
 
 def _residual_in_views(score_at, image: np.ndarray, alpha: np.ndarray | None, box) -> float:
@@ -645,10 +770,17 @@ def _thaw(options: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
-@lru_cache(maxsize=8)
+MODELS.define("anonymizer", size=8)
+
+
 def cached_anonymizer(config: AnonymizeConfig) -> Anonymizer:
-    """One :class:`Anonymizer` per configuration and process (models load once)."""
-    return Anonymizer(config)
+    """One :class:`Anonymizer` per configuration and process, from the model pool (models load once)."""
+    return MODELS.get("anonymizer", config, lambda: Anonymizer(config))
+
+
+def anonymizer_loads() -> int:
+    """How many anonymizers this process has built so far (the engines report models loaded per worker)."""
+    return MODELS.loads("anonymizer")
 
 
 def anonymize(
@@ -739,11 +871,6 @@ def anonymize_encoded(
     another exception) rather than return anything un-anonymized or carrying metadata; ``name``
     names the image in errors; ``max_pixels=None`` sets no pixel limit. The alpha channel is
     anonymized with the colour (opaque over every anonymized region, see the module docstring)."""
-    import dataclasses
-
-    from .io import SUFFIX_BY_FORMAT, decode_image, encode_image, metadata_problems
-    from .io.images import ALPHA_FORMATS
-
     loaded = decode_image(data, name=name, max_pixels=max_pixels, keep_metadata=keep_metadata)
     if out_format is None:
         out_format = "JPEG" if loaded.format == "MPO" else loaded.format if loaded.format in SUFFIX_BY_FORMAT else "PNG"

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-__all__ = ["Region", "Shape", "region_mask", "whole_image_region", "box_iou"]
+__all__ = ["Region", "Shape", "region_mask", "whole_image_region", "box_iou", "covers"]
 
 Shape = Literal["auto", "ellipse", "box", "mask"]
 
@@ -146,3 +146,9 @@ def region_mask(
     inside = ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1.0
     out[y1:y2, x1:x2] = inside
     return out
+
+
+def covers(det_box, box) -> bool:
+    """A detection belongs to a region when they overlap (IoU > 0.3) or its centre lies in the box."""
+    cx, cy = (det_box[0] + det_box[2]) / 2, (det_box[1] + det_box[3]) / 2
+    return box_iou(det_box, box) > 0.3 or (box[0] <= cx <= box[2] and box[1] <= cy <= box[3])

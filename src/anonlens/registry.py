@@ -24,13 +24,14 @@ import os
 import re
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, Literal, Mapping, TypeVar, Union, get_args, get_origin
+from typing import Any, Callable, Collection, Generic, Iterator, Literal, Mapping, TypeVar, Union, get_args, get_origin
 
 from .errors import OptionError, UnknownNameError
+from .extras import require_extra
 
 T = TypeVar("T")
 
-__all__ = ["Registry", "Entry", "OptionRange", "suggest"]
+__all__ = ["Registry", "Entry", "OptionRange", "suggest", "option_types", "type_problem", "value_text"]
 
 
 def suggest(name: str, choices: list[str]) -> str:
@@ -109,16 +110,20 @@ def _items(value: Any) -> list[Any] | None:
     return None
 
 
-def _type_problem(value: Any, ann: Any) -> str | None:
+def type_problem(value: Any, ann: Any) -> str | None:
     """None when ``value`` fits the annotation ``ann``, else what it must be ("a finite number").
-    Annotations this does not know (classes, callables) accept anything: the factory checks."""
+    Annotations this does not know (classes, callables) accept anything: the factory checks.
+
+    >>> type_problem(3, float), type_problem("abc", float), type_problem([1, 2], tuple[int, int, int])
+    (None, 'a finite number', 'a list of 3 integers')
+    """
     if ann is inspect.Parameter.empty or ann is Any or isinstance(ann, str):
         return None
     origin, args = get_origin(ann), get_args(ann)
     if origin is Union or origin is types.UnionType:
         if value is None and _NONE in args:
             return None
-        problems = [_type_problem(value, a) for a in args if a is not _NONE]
+        problems = [type_problem(value, a) for a in args if a is not _NONE]
         if any(p is None for p in problems):
             return None
         return " or ".join(dict.fromkeys(p for p in problems if p)) + (" (or left out)" if _NONE in args else "")
@@ -146,13 +151,13 @@ def _type_problem(value: Any, ann: Any) -> str | None:
         if items is None or (fixed and len(items) != len(args)):
             return want
         for v, a in zip(items, args if fixed else [args[0] if args else Any] * len(items)):
-            if _type_problem(v, a) is not None:
+            if type_problem(v, a) is not None:
                 return want
         return None
     return None
 
 
-def _shown(value: Any, limit: int = 80) -> str:
+def value_text(value: Any, limit: int = 80) -> str:
     """``repr(value)`` on one line, at most ``limit`` characters (an error message is one line)."""
     text = re.sub(r"\s*\n\s*", " ", repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -176,6 +181,18 @@ def _expected_type(param: inspect.Parameter) -> Any:
     return inspect.Parameter.empty
 
 
+def option_types(factory: Callable[..., Any], fixed: Collection[str] = ()) -> dict[str, Any]:
+    """The declared type of each keyword option of ``factory`` (its annotation, else the type of
+    its default; ``inspect.Parameter.empty`` when neither says), leaving out the ``fixed`` ones.
+
+    >>> def make(*, side=1.0, name: str = "a", data=None): ...
+    >>> option_types(make)
+    {'side': <class 'float'>, 'name': <class 'str'>, 'data': <class 'inspect._empty'>}
+    """
+    return {p.name: _expected_type(p) for p in _signature(factory).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in fixed}
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     """One registered name: its factory, fixed arguments and declared capabilities."""
@@ -196,6 +213,10 @@ class Entry(Generic[T]):
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in self.defaults:
                 out[p.name] = None if p.default is inspect.Parameter.empty else p.default
         return out
+
+    def option_types(self) -> dict[str, Any]:
+        """The declared type of each keyword option (see :func:`option_types`)."""
+        return option_types(self.factory, self.defaults)
 
 
 class Registry(Generic[T]):
@@ -306,10 +327,10 @@ class Registry(Generic[T]):
         entry = self.get(name)
         params = _signature(entry.factory).parameters
         for key, value in options.items():
-            where = f"{self.kind} '{name}': option {key}={_shown(value)}"
+            where = f"{self.kind} '{name}': option {key}={value_text(value)}"
             param = params.get(key)
             if self.check_types and param is not None:
-                problem = _type_problem(value, _expected_type(param))
+                problem = type_problem(value, _expected_type(param))
                 if problem is not None:
                     raise OptionError(f"{where} is not valid: must be {problem}")
             rng = entry.ranges.get(key)
@@ -326,8 +347,6 @@ class Registry(Generic[T]):
         """Raise :class:`~anonlens.extras.MissingExtraError` when ``name`` needs a missing extra."""
         extra = self.get(name).tags.get("extra")
         if extra:
-            from .extras import require_extra
-
             require_extra(extra, f"{self.kind} '{name}'")
 
     def names(self, **tags: Any) -> list[str]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+import cv2
+
 __all__ = ["set_num_threads", "num_threads"]
 
 _THREADS: int | None = None
@@ -17,7 +19,6 @@ def set_num_threads(n: int | None) -> None:
     """Limit OpenCV, OpenVINO and (if loaded) torch to ``n`` threads; ``None`` restores defaults."""
     global _THREADS
     _THREADS = None if n is None else max(1, int(n))
-    import cv2
 
     cv2.setNumThreads(-1 if _THREADS is None else _THREADS)
     if _THREADS is not None and "torch" in sys.modules:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from skimage import data
 
 __all__ = ["sample_images", "write_samples", "face_scene", "paste_text", "ASTRONAUT_FACE"]
 
@@ -15,8 +18,6 @@ ASTRONAUT_FACE = (175, 76, 266, 167)
 def sample_images() -> dict[str, np.ndarray]:
     """Name -> ``(H, W, 3)`` uint8 RGB: NASA's astronaut Eileen Collins (a face), the
     cameraman (a person), and a group made of both on one canvas."""
-    from skimage import data
-
     astronaut = data.astronaut()
     camera = np.repeat(data.camera()[:, :, None], 3, axis=2)
     group = np.zeros((512, 1024, 3), np.uint8)
@@ -27,8 +28,6 @@ def sample_images() -> dict[str, np.ndarray]:
 
 def write_samples(folder: str | Path) -> list[Path]:
     """Write :func:`sample_images` into ``folder``; returns the paths."""
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -50,9 +49,6 @@ def face_scene(width: int, height: int, face: int, background: np.ndarray | None
     >>> img.shape, [round(v) for v in box]
     ((480, 640, 3), [269, 189, 369, 289])
     """
-    import cv2
-    from skimage import data
-
     ast = data.astronaut()
     background = data.coffee() if background is None else background
     x1, y1, x2, y2 = ASTRONAUT_FACE
@@ -77,8 +73,6 @@ def paste_text(image, text: str, xy: tuple[int, int], *, size: int, angle: float
     with Pillow's built-in scalable font at ``size`` px, rotated by ``angle`` degrees; ``contrast``
     ``high`` (black on white) or ``low`` (grey 95 on grey 150). Returns the plate's bounding box
     ``(x1, y1, x2, y2)``: the rendered test set of the text detector's tests and benchmark."""
-    from PIL import Image, ImageDraw, ImageFont
-
     font = ImageFont.load_default(size=size)
     bb = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
     w, h = bb[2] - bb[0] + size, bb[3] - bb[1] + size

@@ -24,7 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .regions import Region, box_iou
+from .detectors import create_detector
+from .regions import Region, covers
 
 __all__ = ["FaceVerifier", "STRENGTHEN_STEPS", "WIDE_MASK_MARGIN", "covers"]
 
@@ -32,12 +33,6 @@ __all__ = ["FaceVerifier", "STRENGTHEN_STEPS", "WIDE_MASK_MARGIN", "covers"]
 STRENGTHEN_STEPS = 2
 #: a mask that still detects grows to the region's box plus this share of its size on every side
 WIDE_MASK_MARGIN = 0.5
-
-
-def covers(det_box, box) -> bool:
-    """A detection belongs to a region when they overlap (IoU > 0.3) or its centre lies in the box."""
-    cx, cy = (det_box[0] + det_box[2]) / 2, (det_box[1] + det_box[3]) / 2
-    return box_iou(det_box, box) > 0.3 or (box[0] <= cx <= box[2] and box[1] <= cy <= box[3])
 
 
 class FaceVerifier:
@@ -61,8 +56,6 @@ class FaceVerifier:
         probe_size: int = 256,
         detector_options: dict[str, Any] | None = None,
     ):
-        from .detectors import create_detector
-
         opts = {k: v for k, v in (detector_options or {}).items() if k in ("backend", "precision", "model_path")}
         self.threshold = float(threshold)
         self.context = float(context)

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -181,7 +182,6 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    import pickle
 
     import torch
 

@@ -19,10 +19,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..errors import AnonlensError
-from ..io import atomic_writer, write_atomic
+from ..io import atomic_writer, read_image, write_atomic
+from ..learn.annotations import load_annotations
+from ..metrics import create_metric, functional as F
+from ..metrics.learned import LearnedScore, SemSimDistance
+from . import pairs_from_csv, score_pairs
 from .correlate import correlations
+from .pairs import safe_join
+from .score import ScoreOptions
 
 __all__ = ["BenchmarkOptions", "BenchmarkResult", "find_split_tests", "run_benchmark"]
 
@@ -68,9 +75,6 @@ def find_split_tests(data_dir: str | os.PathLike, ha: str, splits: Sequence[str]
 
 
 def _create_pair_metrics(options: BenchmarkOptions, notes: list[str]):
-    from ..metrics import create_metric
-    from ..metrics.learned import LearnedScore
-
     opts = {name: dict(o) for name, o in options.metric_options}
     made, labels = [], dict(PAIR_COLUMNS)
     for name in options.metrics:
@@ -84,8 +88,6 @@ def _create_pair_metrics(options: BenchmarkOptions, notes: list[str]):
         made.append(LearnedScore(checkpoint=ckpt, column=col))
         labels[col] = col
     for ckpt in options.semsim:
-        from ..metrics.learned import SemSimDistance
-
         col = f"semsim:{Path(ckpt).with_suffix('').name}"
         made.append(SemSimDistance(checkpoint=ckpt, column=col))
         labels[col] = col
@@ -94,8 +96,6 @@ def _create_pair_metrics(options: BenchmarkOptions, notes: list[str]):
 
 def _fid_features(paths: Sequence[str], feature, batch: int = 16) -> dict[str, np.ndarray]:
     import torch
-
-    from ..io import read_image
 
     out: dict[str, np.ndarray] = {}
     for s in range(0, len(paths), batch):
@@ -121,13 +121,6 @@ def run_benchmark(
     """Score, correlate and write ``benchmark.md``, ``benchmark.csv`` and ``benchmark.png`` (plus
     the per-pair ``scores/``) to ``output``. ``fid_feature`` replaces the FID Inception network
     (any module ``(B, 3, 299, 299) -> (B, D)``)."""
-    import pandas as pd
-
-    from ..learn.annotations import load_annotations
-    from . import pairs_from_csv, score_pairs
-    from .pairs import safe_join
-    from .score import ScoreOptions
-
     data_dir, out = Path(data_dir), Path(output)
     out.mkdir(parents=True, exist_ok=True)
     tests = find_split_tests(data_dir, options.ha, options.splits)
@@ -175,8 +168,6 @@ def run_benchmark(
                 continue
             rows.append({"split": split, "metric": label, **correlations(pd.to_numeric(joined[col], errors="coerce").to_numpy(float), human)})
         if feats is not None:
-            from ..metrics import functional as F
-
             vals, hum = [], []
             gcols = [c for c in ("dataset", "method") if c in df.columns]
             for _, g in df.groupby(gcols) if gcols else [("all", df)]:
@@ -201,8 +192,6 @@ def _fmt(v) -> str:
 
 
 def _write(res: BenchmarkResult, out: Path, options: BenchmarkOptions) -> dict[str, Path]:
-    import pandas as pd
-
     df = pd.DataFrame(res.rows)
     files = {"csv": out / "benchmark.csv", "md": out / "benchmark.md", "png": out / "benchmark.png"}
     write_atomic(files["csv"], df.to_csv(index=False).encode())

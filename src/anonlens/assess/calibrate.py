@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..errors import AnonlensError
 from ..identity import DlibFaceEmbedder, identity_distance
 from ..io import read_image
@@ -19,8 +21,6 @@ def calibrate_from_csv(csv_path: str | os.PathLike, *, root: str | os.PathLike |
     """Read ``image_a,image_b,same`` rows (paths relative to ``root``, default the CSV's folder;
     ``same`` is 1/0 or true/false), embed the largest face of each image, and return the best-F1
     threshold with the counts. Pairs where a face is missing are skipped and listed."""
-    import pandas as pd
-
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise AnonlensError(f"labelled pairs CSV not found: {csv_path}")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 from ..errors import AnonlensError
 from ..metrics import column_directions
+from ..stats import correlations
 
 __all__ = ["correlate", "correlation_row", "correlations", "CorrelationOptions"]
 
@@ -32,8 +35,6 @@ class CorrelationOptions:
 
 
 def _stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    from scipy import stats
-
     rho = stats.spearmanr(x, y)
     tau = stats.kendalltau(x, y, variant="b")
     r = stats.pearsonr(x, y)
@@ -44,28 +45,7 @@ def _stats(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def correlations(x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Spearman, Kendall (tau-b) and Pearson of two columns, without CIs or p-values: ``n``, the
-    three values (None when too few rows or a column is constant) and a ``note``.
-
-    Rank correlations keep infinite values (PSNR of an untouched image is +inf, the highest
-    rank); Pearson uses the finite rows only. Missing values (NaN: no face found...) are dropped."""
-    from scipy import stats
-
-    ok = ~np.isnan(x) & ~np.isnan(y)
-    x, y = x[ok], y[ok]
-    fin = np.isfinite(x) & np.isfinite(y)
-    if len(x) < 3 or len(np.unique(x)) < 2 or len(np.unique(y)) < 2:
-        return {"n": int(len(x)), "spearman": None, "kendall": None, "pearson": None, "note": "too few rows or constant"}
-    pearson = float(stats.pearsonr(x[fin], y[fin])[0]) if fin.sum() >= 3 and np.ptp(x[fin]) > 0 and np.ptp(y[fin]) > 0 else None
-    note = "" if fin.all() else f"Pearson over the {int(fin.sum())} finite rows"
-    return {"n": int(len(x)), "spearman": float(stats.spearmanr(x, y)[0]), "kendall": float(stats.kendalltau(x, y)[0]),
-            "pearson": pearson, "note": note}
-
-
 def _bootstrap_ci(x: np.ndarray, y: np.ndarray, options: CorrelationOptions) -> dict[str, float]:
-    from scipy import stats
-
     out: dict[str, float] = {}
     if options.bootstrap <= 0 or len(x) < 4:
         return out
@@ -107,8 +87,6 @@ def correlation_row(metric: np.ndarray, human: np.ndarray, options: CorrelationO
 def correlate(table, options: CorrelationOptions | None = None, *, metrics: Sequence[str] | None = None):
     """Correlation table (a pandas DataFrame) of every metric column of ``table`` against the human
     column, for all rows and for each value of each ``by`` column present."""
-    import pandas as pd
-
     options = options or CorrelationOptions()
     df = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
     if options.human not in df.columns:

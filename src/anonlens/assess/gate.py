@@ -38,20 +38,29 @@ file (one path per line). The release passes only when every image passes.
 
 from __future__ import annotations
 
+import csv
+import difflib
+import json
 import os
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ..audit import find_manifest
+from ..detectors import create_detector
+from ..detectors.text import TextRecognizer, rotated_crop
 from ..errors import AnonlensError
-from ..identity import DLIB_MATCH_THRESHOLD
-from ..io import is_video
+from ..identity import DLIB_MATCH_THRESHOLD, face_embedder, identity_distance, match_distances_many
+from ..io import is_video, read_image
 from ..io.images import composite_views
+from ..pipeline import normalize_scope
+from ..pool import MODELS
 from ..regions import box_iou
+from ..verify import FaceVerifier
+from ..video.io import paired_frames
 from .pairs import Pair, split_manifest
 
-__all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "check_images", "read_reviewed", "manifest_pairs", "pairs_from_scores"]
+__all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "check_images", "read_reviewed", "manifest_pairs", "pairs_from_scores", "gate_checker"]
 
 #: worst first: an image's verdict is the first of these that applies
 VERDICTS = ("not-evaluated", "re-identified", "text-readable", "residual-face", "residual-text", "nothing-found", "passed")
@@ -143,15 +152,10 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
     """Pairs of an `anonlens anonymize` run, and a not-evaluated verdict for each image of the
     run that has no output (failed or skipped): a gate never passes an image it did not see."""
     pairs, without = split_manifest(manifest_path)
-    from ..pipeline import normalize_scope
 
     missing = []
     records = {}
     try:
-        import json
-
-        from ..audit import find_manifest
-
         doc = json.loads(find_manifest(manifest_path).read_text(encoding="utf-8"))
         scope = (doc.get("options", {}).get("anonymize") or {}).get("scope", "face")
         records = {str(Path(r["output"])): r for r in doc.get("images", []) if r.get("output")}
@@ -176,8 +180,6 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
 
 def pairs_from_scores(score_dir: str | os.PathLike) -> list[Pair]:
     """The pairs an `anonlens score` table was made from (its original and anonymized columns)."""
-    import csv
-
     table = Path(score_dir) / "scores.csv"
     try:
         with open(table, newline="", encoding="utf-8") as fh:
@@ -191,12 +193,9 @@ class _Checker:
     """The detectors and the identity model, loaded once."""
 
     def __init__(self, threshold: float, residual_threshold: float, dlib_min_score: float):
-        from ..identity import DlibFaceEmbedder
-        from ..verify import FaceVerifier
-
         self.threshold = threshold
         self.dlib_min_score = dlib_min_score
-        self.embedder = DlibFaceEmbedder(upsample=1)
+        self.embedder = face_embedder(upsample=1)
         self.verifier = FaceVerifier(threshold=residual_threshold)
 
     def face_boxes(self, image) -> list[tuple[tuple[float, ...], str]]:
@@ -210,8 +209,6 @@ class _Checker:
         """Each face of the original checked in the anonymized image: the identity distance at its
         landmarks and to any face dlib still finds near it (searched around the boxes only), and
         the residual face score (the descriptors in batches: references, faces found, at the references' landmarks)."""
-        from ..identity import match_distances_many
-
         if not boxes:
             return []
         emb = self.embedder
@@ -234,10 +231,15 @@ class _Checker:
         return out
 
 
-@lru_cache(maxsize=2)
-def _checker(threshold: float, residual_threshold: float, dlib_min_score: float) -> _Checker:
-    """One set of models per process and settings (a report after a check loads nothing again)."""
-    return _Checker(threshold, residual_threshold, dlib_min_score)
+MODELS.define("gate-checker", size=2)
+MODELS.define("gate-text", size=1)
+
+
+def gate_checker(threshold: float, residual_threshold: float, dlib_min_score: float) -> _Checker:
+    """The gate's detectors and identity model for these settings, from the model pool (one set per
+    process and settings: a report after a check loads nothing again; the service preloads it)."""
+    key = (float(threshold), float(residual_threshold), float(dlib_min_score))
+    return MODELS.get("gate-checker", key, lambda: _Checker(*key))
 
 
 def release_gate(
@@ -254,10 +256,8 @@ def release_gate(
     """A verdict for every pair (and the ``unevaluated`` images from :func:`manifest_pairs`).
     Text is checked when ``text`` or the pair says so (``pair.extra["check_text"]``: the run's
     scope had text)."""
-    from ..io import read_image
-
     reviewed = set(reviewed)
-    checker = _checker(float(threshold), float(residual_threshold), float(dlib_min_score))
+    checker = gate_checker(threshold, residual_threshold, dlib_min_score)
     items: list[ImageVerdict] = list(unevaluated)
     for n, pair in enumerate(pairs, 1):
         item = ImageVerdict(pair.key, str(pair.anonymized), None if pair.original is None else str(pair.original), "passed")
@@ -269,8 +269,6 @@ def release_gate(
                 raise AnonlensError("no original to compare with (give --original or a manifest)")
             check_text = bool(text or pair.extra.get("check_text"))
             if is_video(pair.anonymized):
-                from ..video.io import paired_frames
-
                 item.faces, item.texts = [], [] if check_text else None
                 for index, original, anonymized in paired_frames(pair.original, pair.anonymized, frames=pair.extra.get("frames", ())):
                     faces, texts = _check_images(checker, original, anonymized, check_text, pair.extra.get("kept_text", []))
@@ -299,22 +297,19 @@ def release_gate(
     return GateResult(sorted(items, key=lambda i: (VERDICTS.index(i.verdict), i.key)), float(threshold), float(residual_threshold))
 
 
-@lru_cache(maxsize=1)
-def _text_models():
-    from ..detectors import create_detector
-    from ..detectors.text import TextRecognizer
-
+def _build_text_models():
     return create_detector("text"), TextRecognizer()
+
+
+def _text_models():
+    """The text detector and recognizer the gate reads text with (pooled: one pair per process)."""
+    return MODELS.get("gate-text", None, _build_text_models)
 
 
 def _check_text(original, anonymized, kept_boxes) -> list[dict[str, Any]]:
     """Every text region of the original (except those kept on purpose), checked in the
     anonymized image: still detected there, and still read as the same text. The text itself is
     not recorded (it may be a name)."""
-    import difflib
-
-    from ..detectors.text import rotated_crop
-
     detector, recognizer = _text_models()
     found = [r for r in detector.detect(original) if not any(box_iou(r.box, k) > 0.5 for k in kept_boxes)]
     if not found:
@@ -382,7 +377,7 @@ def check_images(
     docstring; no files: the web service's check). Raises :class:`AnonlensError` when the sizes differ."""
     if original.shape[:2] != anonymized.shape[:2]:
         raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
-    checker = _checker(float(threshold), float(residual_threshold), float(dlib_min_score))
+    checker = gate_checker(threshold, residual_threshold, dlib_min_score)
     item = ImageVerdict(key, None, None, "passed")
     item.faces, item.texts = _check_images(checker, original, anonymized, text, list(kept_text), original_alpha, anonymized_alpha)
     _judge(item, threshold, residual_threshold)
@@ -431,8 +426,6 @@ def _check_faces_in_views(checker, before: dict[str, Any], after: dict[str, Any]
     highest residual score (``residual_view``). The descriptors are computed in three batches
     (references, faces found near the boxes, at the references' landmarks), as in
     :meth:`_Checker.check_faces`."""
-    from ..identity import identity_distance
-
     emb = checker.embedder
     boxes: list[tuple[tuple[float, ...], str]] = []
     shown_in: list[list[str]] = []

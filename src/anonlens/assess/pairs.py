@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..audit import find_manifest
 from ..errors import AnonlensError
 from ..io import SUPPORTED_SUFFIXES, discover_inputs
 
@@ -123,10 +125,6 @@ def pairs_from_csv(csv_path: str | os.PathLike, *, root: str | os.PathLike | Non
 def read_manifest_records(manifest_path: str | os.PathLike) -> list[dict[str, Any]]:
     """The per-image records of an `anonlens anonymize` manifest: the file, its audit folder, or
     the output folder (whose audit folder is beside it)."""
-    import json
-
-    from ..audit import find_manifest
-
     manifest_path = find_manifest(manifest_path)
     try:
         return json.loads(manifest_path.read_text(encoding="utf-8"))["images"]

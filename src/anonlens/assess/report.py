@@ -15,7 +15,10 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
+import pandas as pd
+from PIL import Image
 
 from ..errors import AnonlensError
 from ..io import atomic_writer, read_image
@@ -45,10 +48,6 @@ img{display:block;max-width:180px;height:auto;border:1px solid #ccc}
 def _thumb(path, size: int, boxes: Sequence[Sequence[float]] = ()) -> str:
     """A base64 JPEG thumbnail (of a file, or of an RGB array) with ``boxes`` (in the image's
     pixels) drawn in red."""
-    import cv2
-    import numpy as np
-    from PIL import Image
-
     rgb = path if isinstance(path, np.ndarray) else read_image(path).rgb
     f = size / max(rgb.shape[:2])
     if f < 1:
@@ -172,8 +171,6 @@ def write_report(
     release gate's result (:meth:`anonlens.assess.gate.GateResult.to_dict`, what ``anonlens check
     --json`` prints): its verdict heads the report and every image gets its badge.
     """
-    import pandas as pd
-
     score_dir = Path(score_dir)
     table = score_dir / "scores.csv"
     if not table.is_file():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import functools
 import csv
 import io
 import json
@@ -20,15 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import cv2
 import numpy as np
 
+from ..engines.local import LocalEngine
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD
-from ..io import DEFAULT_MAX_PIXELS, atomic_writer, read_image
-from ..metrics import GroupMetric, Metric, PairBatch, create_metric
+from ..io import DEFAULT_MAX_PIXELS, atomic_writer, is_video, read_image
+from ..metrics import METRICS, GroupMetric, Metric, PairBatch, create_metric
+from ..pool import MODELS
+from ..stats import calibrate_threshold
+from ..video.io import paired_frames
 from .pairs import Pair
 
-__all__ = ["ScoreOptions", "ScoreResult", "score_pairs", "score_stream", "score_chunk", "build_metrics", "reid_rate", "rank1_rate", "calibrate_threshold"]
+__all__ = ["ScoreOptions", "ScoreResult", "score_pairs", "score_stream", "score_chunk", "chunk_metrics", "build_metrics", "reid_rate", "rank1_rate", "calibrate_threshold",
+           "merge_states"]
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,6 @@ class FramePair(Pair):
 def _expand_videos(pairs: Sequence[Pair]) -> Iterable[Pair]:
     """Image pairs as they are; a video pair becomes its sampled frames (one per second, and the
     frames where a track of the run starts, ends or is filled in), decoded lazily, or one error."""
-    from ..io import is_video
-    from ..video.io import paired_frames
-
     for pair in pairs:
         if pair.error or not is_video(pair.anonymized):
             yield pair
@@ -94,8 +96,6 @@ def _load(pair: Pair, options: ScoreOptions) -> tuple[Pair, np.ndarray | None, n
     except AnonlensError as exc:
         return pair, None, None, str(exc)
     if options.resize is not None:
-        import cv2
-
         anon = cv2.resize(anon, options.resize, interpolation=cv2.INTER_AREA)
         orig = None if orig is None else cv2.resize(orig, options.resize, interpolation=cv2.INTER_AREA)
     elif orig is not None and orig.shape != anon.shape:
@@ -184,27 +184,49 @@ def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence
             yield from flush(shape)
 
 
-def build_metrics(options: ScoreOptions) -> list[Metric | GroupMetric]:
-    """The metrics ``options`` names, built with their options (one clear error for a bad one)."""
+def _metric_specs(options: ScoreOptions) -> list[tuple[str, dict[str, Any]]]:
+    """``(name, build options)`` of each metric ``options`` names."""
     opts = {name: dict(o) for name, o in options.metric_options}
     if "identity" in options.metrics:
         opts["identity"] = {"threshold": options.threshold, **opts.get("identity", {})}
-    return [create_metric(name, **opts.get(name, {})) for name in options.metrics]
+    return [(name, opts.get(name, {})) for name in options.metrics]
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_metrics(options: ScoreOptions) -> list[Metric | GroupMetric]:
-    return build_metrics(options)
+def build_metrics(options: ScoreOptions) -> list[Metric | GroupMetric]:
+    """The metrics ``options`` names, built with their options (one clear error for a bad one)."""
+    return [create_metric(name, **kw) for name, kw in _metric_specs(options)]
+
+
+MODELS.define("score-metrics", size=2)
+
+
+def chunk_metrics(options: ScoreOptions) -> list[Metric | GroupMetric]:
+    """The metrics of one scoring chunk: the stateless ones from the model pool (built once per
+    process and options), the ``stateful`` ones (the identity metric's descriptors, the group
+    metrics' features) new for every chunk, so that nothing of one chunk reaches the next (their
+    networks are pooled where they are built)."""
+    specs = _metric_specs(options)
+    stateful = [getattr(METRICS.get(name).factory, "stateful", True) for name, _ in specs]
+    shared = MODELS.get("score-metrics", options,
+                        lambda: [None if s else create_metric(name, **kw) for (name, kw), s in zip(specs, stateful)])
+    return [create_metric(name, **kw) if s else m for (name, kw), s, m in zip(specs, stateful, shared)]
 
 
 def score_chunk(pairs: Sequence[Pair], options: ScoreOptions) -> tuple[list[tuple], dict[str, dict]]:
-    """Score one chunk of pairs with metrics built once per process (for distributed engines):
-    the rows of :func:`score_stream` and each group metric's collected state (see
+    """Score one chunk of pairs (for distributed engines) with :func:`chunk_metrics`: the rows of
+    :func:`score_stream` and each group metric's collected state (see
     :meth:`GroupMetric.take_state`), to be merged on the driver."""
-    metrics = _cached_metrics(options)
+    metrics = chunk_metrics(options)
     rows = list(score_stream(pairs, options, metrics))
     states = {m.name: m.take_state() for m in metrics if isinstance(m, GroupMetric)}
     return rows, states
+
+
+def merge_states(metrics: Sequence, states: dict[str, dict]) -> None:
+    """Fold the group-metric states a remote chunk returned into ``metrics`` (by name)."""
+    groups = {m.name: m for m in metrics if isinstance(m, GroupMetric)}
+    for name, state in states.items():
+        groups[name].merge_state(state)
 
 
 def score_pairs(
@@ -229,7 +251,6 @@ def score_pairs(
             raise AnonlensError(f"metric '{m.name}' needs the original images; give --original or a pairs CSV")
     pair_metrics = [m for m in metrics if isinstance(m, Metric)]
     group_metrics = [m for m in metrics if isinstance(m, GroupMetric)]
-    from ..io import is_video
 
     videos = any(is_video(p.anonymized) for p in pairs)
     extra_cols = sorted({c for p in pairs for c in p.extra if c not in ("frames", "kept_text", "check_text")} | ({"frame"} if videos else set()))
@@ -245,8 +266,6 @@ def score_pairs(
     identity = next((m for m in pair_metrics if m.name == "identity"), None)
     done = 0
     if engine is None:
-        from ..engines.local import LocalEngine
-
         engine = LocalEngine()
 
     with contextlib.ExitStack() as stack:  # outputs appear atomically, and only if scoring finishes
@@ -257,7 +276,8 @@ def score_pairs(
         if writer:
             writer.writeheader()
 
-        for pair, values, error, orig_vec, anon_vec in engine.map_score(pairs, options, metrics):
+        scored = engine.map_score(pairs, options, metrics, stream=score_stream, chunk=score_chunk, merge=merge_states)
+        for pair, values, error, orig_vec, anon_vec in scored:
             row = {
                 "key": pair.key,
                 "original": str(pair.original) if pair.original else "",
@@ -343,22 +363,6 @@ def rank1_rate(original_vectors: Sequence[np.ndarray | None], anonymized_vectors
         nearest = int(np.argmin(np.linalg.norm(gallery - probe, axis=1)))
         hits += nearest == row
     return hits / len(gallery_idx)
-
-
-def calibrate_threshold(distances: Sequence[float], same_person: Sequence[bool]) -> tuple[float, float]:
-    """The distance threshold with the best F1 for "same person" on labelled pairs: ``(τ, F1)``."""
-    d = np.asarray(distances, dtype=np.float64)
-    y = np.asarray(same_person, dtype=bool)
-    if d.size == 0 or y.all() or not y.any():
-        raise ValueError("calibration needs both matching and non-matching labelled pairs")
-    best = (float("nan"), -1.0)
-    for tau in np.unique(d):
-        pred = d <= tau
-        tp = np.sum(pred & y)
-        f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else 0.0
-        if f1 > best[1]:
-            best = (float(tau), float(f1))
-    return best
 
 
 def identity_summary(keep: dict[str, list], *, threshold: float) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import AnonlensError
-from ..registry import Registry
+from ..registry import Registry, suggest
 from .objectives import COSTS, gradient_distance, idlg_labels, soft_cross_entropy, total_variation
 
 __all__ = ["InversionConfig", "GradientInversionAttack", "DLG", "InvertingGradients", "ATTACKS", "create_attack",
@@ -92,15 +92,11 @@ class GradientInversionAttack:
     def __init__(self, *, preset: str | None = None, **overrides):
         preset = preset or self.default_preset
         if preset not in self.presets:
-            from ..registry import suggest
-
             raise AnonlensError(f"attack '{self.name}' has no preset '{preset}'.{suggest(preset, list(self.presets))} "
                                 f"Presets: {', '.join(self.presets)}")
         fields = set(InversionConfig.__dataclass_fields__)
         unknown = sorted(set(overrides) - fields)
         if unknown:
-            from ..registry import suggest
-
             raise AnonlensError(f"attack '{self.name}' has no setting '{unknown[0]}'.{suggest(unknown[0], sorted(fields))} "
                                 f"Settings: {', '.join(sorted(fields))}")
         self.preset = preset

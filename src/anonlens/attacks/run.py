@@ -14,6 +14,7 @@ registry), ``attack.json`` (the last run's settings and means), ``pairs.csv`` (f
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -24,9 +25,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..audit import dumps_strict
 from ..edi.classifier import square_unit_tensor
 from ..errors import AnonlensError
+from ..io import discover_inputs, read_image, write_atomic
+from ..io.files import atomic_writer
+from ..metrics import create_metric
+from ..metrics.base import PairBatch
 from .defences import Defence
 from .inversion import GradientInversionAttack, invert
 from .objectives import client_gradient
@@ -53,8 +60,6 @@ def _safe_id(stem: str) -> str:
 def collect_images(inputs: Sequence[str | os.PathLike], *, label: str | None = None) -> tuple[list[AttackImage], list[str]]:
     """Images to attack, each with its class: ``label`` for all, or the name of the folder the
     image lies in under a named folder (``DATA/<class>/img.png``). Returns (images, problems)."""
-    from ..io import discover_inputs
-
     images, problems, used = [], [], set()
     for f in discover_inputs(inputs):
         if f.skip:
@@ -88,8 +93,6 @@ def config_label(attack: GradientInversionAttack, defence: Defence) -> str:
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(rgb, "RGB").save(buf, format="PNG")
     return buf.getvalue()
@@ -130,8 +133,6 @@ class _Metrics:
     backbone's weights offline) is left out with its reason, said once."""
 
     def __init__(self, names: Sequence[str]):
-        from ..metrics import create_metric
-
         self.metrics, self.notes = [], {}
         for name in names:
             try:
@@ -141,8 +142,6 @@ class _Metrics:
                 self.notes[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
     def __call__(self, originals: list[np.ndarray], reconstructions: list[np.ndarray]) -> list[dict]:
-        from ..metrics.base import PairBatch
-
         rows = [dict() for _ in originals]
         batch = PairBatch(anonymized_images=reconstructions, original_images=originals)
         for m in list(self.metrics):
@@ -177,11 +176,6 @@ def run_attack(
     """Compute each batch's shared gradient (the victim in eval mode, mean cross-entropy over the
     batch, then the defence), reconstruct it, write originals and reconstructions, record them.
     A batch whose images cannot be read is an error of those images; the others go on."""
-    from ..audit import dumps_strict
-    from ..io import read_image, write_atomic
-
-    from ..io.files import atomic_writer
-
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise AnonlensError(f"{out}: exists and is not a folder")
@@ -265,14 +259,11 @@ def run_attack(
 
 
 def _write_pairs(out: Path, records: list[dict]) -> None:
-    import csv
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["original", "anonymized", "method", "id"])
     for r in records:
         w.writerow([r["original"], r["reconstruction"], r["config"], r["id"]])
-    from ..io import write_atomic
 
     write_atomic(out / PAIRS, buf.getvalue().encode())
 

@@ -24,86 +24,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..edi.classifier import load_identity_classifier
 from ..errors import AnonlensError
-from ..registry import Registry
+from ..learn.archs import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, VICTIM_ARCHS, build_arch  # noqa: F401  (re-exported)
+from ..registry import suggest
+from ..weights import load_state_dict
 
 __all__ = ["VICTIM_ARCHS", "CIFAR_MEAN", "CIFAR_STD", "Victim", "load_victim", "build_arch"]
-
-#: the normalisation ATSPrivacy uses for its CIFAR-100 victims (inversefed's CIFAR-10 constants)
-CIFAR_MEAN = (0.4914672374725342, 0.4822617471218109, 0.4467701315879822)
-CIFAR_STD = (0.24703224003314972, 0.24348513782024384, 0.26158785820007324)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class CifarResNet(nn.Module):
-    """ResNet for 32x32 inputs: 3x3 stride-1 stem without max-pool, one stage per entry of
-    ``blocks`` (widths double, strides 1, 2, 2, ...), global average pool, linear head."""
-
-    def __init__(self, blocks: tuple[int, ...], width: int, num_classes: int):
-        super().__init__()
-        from torchvision.models.resnet import BasicBlock
-
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        stages, cin = [], width
-        for i, n in enumerate(blocks):
-            cout, stride = width * 2**i, 1 if i == 0 else 2
-            layers = []
-            for j in range(n):
-                down = None
-                if j == 0 and (stride != 1 or cin != cout):
-                    down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                layers.append(BasicBlock(cin, cout, stride if j == 0 else 1, down))
-                cin = cout
-            stages.append(nn.Sequential(*layers))
-        self.layers = nn.ModuleList(stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        for stage in self.layers:
-            x = stage(x)
-        return self.fc(torch.flatten(self.pool(x), 1))
-
-
-class LeNetZhu(nn.Module):
-    """DLG's LeNet: three 5x5 sigmoid convolutions (strides 2, 2, 1) and one linear layer; weights
-    uniform in [-0.5, 0.5] as in the DLG code. Input 32x32."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(3, 12, 5, stride=2, padding=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, stride=2, padding=2), nn.Sigmoid(),
-            nn.Conv2d(12, 12, 5, stride=1, padding=2), nn.Sigmoid(),
-        )
-        self.fc = nn.Linear(768, num_classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.uniform_(m.weight, -0.5, 0.5)
-                nn.init.uniform_(m.bias, -0.5, 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x).flatten(1))
-
-
-VICTIM_ARCHS: Registry[nn.Module] = Registry("victim architecture")
-VICTIM_ARCHS.add("resnet20-4", lambda *, num_classes: CifarResNet((3, 3, 3), 64, num_classes),
-                 summary="CIFAR ResNet-20 at 4x width (Inverting Gradients / ATSPrivacy's ResNet20-4), 32x32.")
-VICTIM_ARCHS.add("cifar-resnet18", lambda *, num_classes: CifarResNet((2, 2, 2, 2), 64, num_classes),
-                 summary="ResNet-18 with the CIFAR stem (3x3, no max-pool), 32x32.")
-VICTIM_ARCHS.add("lenet-zhu", lambda *, num_classes: LeNetZhu(num_classes),
-                 summary="DLG's sigmoid LeNet (3 conv + 1 linear), 32x32.")
-
-
-def build_arch(name: str, num_classes: int) -> nn.Module:
-    return VICTIM_ARCHS.create(name, num_classes=num_classes)
 
 
 @dataclass
@@ -154,8 +81,6 @@ class Victim:
 
 
 def _checkpoint_victim(path: Path) -> Victim:
-    from ..edi.classifier import load_identity_classifier
-
     clf = load_identity_classifier(path)
     c = clf.config
     return Victim(clf.net, list(c.classes), tuple(c.mean), tuple(c.std), int(c.input_size), f"checkpoint {path}")
@@ -171,8 +96,6 @@ def _num_classes(state: dict) -> int:
 def load_victim(spec: str | os.PathLike, *, weights: str | os.PathLike | None = None, num_classes: int | None = None,
                 input_size: int | None = None, seed: int = 0) -> Victim:
     """Build the victim named by ``spec`` (see the module docstring)."""
-    from ..weights import load_state_dict
-
     text = str(spec)
     path = Path(text)
     if path.suffix in (".json", ".safetensors") or Path(text + ".json").is_file() or path.is_file():
@@ -185,8 +108,6 @@ def load_victim(spec: str | os.PathLike, *, weights: str | os.PathLike | None = 
 
         arch = text.split(":", 1)[1]
         if arch not in torchvision.models.list_models(module=torchvision.models):
-            from ..registry import suggest
-
             raise AnonlensError(f"unknown torchvision classification model '{arch}'."
                                 f"{suggest(arch, torchvision.models.list_models(module=torchvision.models))}")
         if state is None:
@@ -196,8 +117,6 @@ def load_victim(spec: str | os.PathLike, *, weights: str | os.PathLike | None = 
         mean, std, size = IMAGENET_MEAN, IMAGENET_STD, input_size or 224
     else:
         if text not in VICTIM_ARCHS.names():
-            from ..registry import suggest
-
             raise AnonlensError(f"victim '{text}' is neither a checkpoint file nor a built-in architecture "
                                 f"({', '.join(VICTIM_ARCHS.names())}) nor torchvision:<arch>.{suggest(text, VICTIM_ARCHS.names())}")
         n = num_classes or (_num_classes(state) if state is not None else 10)

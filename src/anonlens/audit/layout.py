@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import AnonlensError
+from ..io import write_atomic
 
 __all__ = ["AUDIT_SUFFIX", "AuditLayout", "AuditWriteError", "default_audit_dir", "find_manifest", "strict_json", "dumps_strict",
            "LEGACY_MANIFEST"]
@@ -91,8 +92,6 @@ class AuditLayout:
     def amend(self, run_id: str, **fields: Any) -> None:
         """Add ``fields`` to the run's manifest (``runs/<run id>.json``) and, when it is still the
         latest, to ``manifest.json``; both rewritten atomically as strict JSON."""
-        from ..io import write_atomic
-
         for path in (self.run_manifest(run_id), self.manifest):
             if not path.is_file():
                 continue

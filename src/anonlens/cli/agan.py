@@ -10,10 +10,12 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
+from ..audit import dumps_strict
 from ..display import display_name, one_line
 from ..errors import AnonlensError
-from .learn import epoch_progress
-from .main import _fail, _require, app, out_console
+from ..generative.agan.evaluate import AGAN_EMBEDDERS
+from ..io import write_atomic
+from .kit import app, epoch_progress, fail, out_console, require
 
 agan_app = typer.Typer(help="A-GAN: replace people with generated ones (prepare data, train, import, evaluate).",
                        no_args_is_help=True, rich_markup_mode="rich")
@@ -53,12 +55,12 @@ def prepare_cmd(
             else:
                 report = prepare_from_boxes(source, boxes, output, opts, progress=progress)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     w = report.written
     out_console.print(f"{report.frames} frames, {report.persons} persons: wrote train {w['train']}, val {w['val']}, test {w['test']} "
                       f"to {escape(display_name(output))}; skipped {json.dumps(report.skipped)}")
     if sum(w.values()) == 0:
-        _fail("no person passed the filters; nothing to train on", 1)
+        fail("no person passed the filters; nothing to train on", 1)
 
 
 @agan_app.command("train")
@@ -86,7 +88,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train A-GAN (a GPU is expected at full size: 200 epochs of ~1200 crops)."""
-    _require("learn", "anonlens agan train")
+    require("learn", "anonlens agan train")
     from ..generative.agan.train import preset as make_preset
     from ..generative.agan.train import train_agan
     from ..learn.train import choose_device
@@ -108,7 +110,7 @@ def train_cmd(
 
             res = train_agan(data, output, cfg, resume=resume, max_iters=max_iters, progress=progress)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     best = res["best"]
     where = escape(display_name(Path(res["output"]) / "best.safetensors"))
     if best:
@@ -125,13 +127,13 @@ def import_cmd(
     ngf: int = typer.Option(64, help="Its --ngf."),
 ) -> None:
     """Convert the reference's generator checkpoint(s) into anonlens' safe format (weights that do not fit are an error, never random weights)."""
-    _require("learn", "anonlens agan import")
+    require("learn", "anonlens agan import")
     from ..generative.agan.model import import_reference
 
     try:
         path = import_reference(list(checkpoints), output, preset=preset, ngf=ngf)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out_console.print(f"imported: {escape(display_name(path))}")
 
 
@@ -153,11 +155,9 @@ def evaluate_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """A-GAN's four rates over person-crop embeddings (not anonymized, rank-1 recall, memorisation, shared identity; lower is more private) with τ calibrated for the embedder, plus FID/KID."""
-    _require("learn", "anonlens agan evaluate")
-    from ..audit import dumps_strict
-    from ..generative.agan.evaluate import AGAN_EMBEDDERS, evaluate_model
+    require("learn", "anonlens agan evaluate")
+    from ..generative.agan.benchmark import evaluate_model
     from ..generative.agan.model import load_generator
-    from ..io import write_atomic
 
     try:
         gen, _ = load_generator(model)
@@ -170,7 +170,7 @@ def evaluate_cmd(
                                  calibrate_on=None if calibrate_on is None else str(calibrate_on), variant=variant, fidelity=fidelity,
                                  seed=seed, progress=lambda d, t: bar.update(tid, completed=d, total=t))
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     cal = res.get("calibration")
     out_console.print(f"embedder {res['embedder']}" + (" (stand-in)" if res["standin"] else "") +
                       f", τ {res['tau']:.4f}" + (f" (F1 {cal['f1']}, {cal['pairs']} {cal['kind']} pairs)" if cal else " (given)"))

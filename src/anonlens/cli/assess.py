@@ -9,19 +9,24 @@ from typing import List, Optional
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..assess import pairs_from_csv, pairs_from_dirs
+from ..audit import find_manifest
 from ..display import display_name, one_line
 from ..errors import AnonlensError
-from .main import ENGINE_HELP, ENGINE_OPTION_HELP, RAY_ADDRESS_HELP, _fail, _parse_options, _require, app, err_console, make_engine, out_console
+from ..io import write_atomic
+from ..metrics import DEFAULT_METRICS, METRICS
+from ..weights import WEIGHTS, resolve_weights
+from .kit import (ENGINE_HELP, ENGINE_OPTION_HELP, RAY_ADDRESS_HELP, app, err_console, fail, make_engine, metric_options, out_console,
+                  parse_size, print_score_summary, require, run_score)
 
 weights_app = typer.Typer(help="Model weight files: what anonlens knows, where they are, whether they are intact.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
 
 def _metric_names(metrics: Optional[str]) -> tuple[str, ...]:
-    from ..metrics import DEFAULT_METRICS, METRICS
-
     if not metrics:
         return DEFAULT_METRICS
     names = tuple(m.strip() for m in metrics.split(",") if m.strip())
@@ -32,84 +37,8 @@ def _metric_names(metrics: Optional[str]) -> tuple[str, ...]:
 
 def _require_metrics(names: tuple[str, ...]) -> None:
     """Metrics that need an extra (LPIPS, FID, learned...) stop here, before any file is written."""
-    from ..metrics import METRICS
-
     for n in names:
         METRICS.require(n)
-
-
-def _metric_options(pairs: Optional[List[str]]) -> tuple:
-    grouped: dict[str, dict] = {}
-    for key, value in _parse_options(pairs, "metric").items():
-        if "." not in key:
-            _fail(f"metric option '{key}' must look like metric.key=value, e.g. lpips.net=vgg")
-        metric, opt = key.split(".", 1)
-        grouped.setdefault(metric.replace("_", "-"), {})[opt] = value
-    return tuple((m, tuple(sorted(o.items()))) for m, o in grouped.items())
-
-
-def _parse_size(resize: Optional[str]):
-    if not resize:
-        return None
-    try:
-        w, h = (int(v) for v in resize.lower().split("x"))
-    except ValueError:
-        _fail(f"--resize must look like 224x224, got '{resize}'")
-    return (w, h)
-
-
-def run_score(pairs, output: Optional[Path], metrics: tuple[str, ...], metric_options: tuple, *, resize=None,
-              batch_size: int = 16, threshold: float = 0.6, quiet: bool = False, engine=None):
-    """Score with a progress bar (on ``engine``, default: this process); returns the ScoreResult."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from ..assess import ScoreOptions, score_pairs
-
-    options = ScoreOptions(metrics=metrics, metric_options=metric_options, batch_size=batch_size, resize=resize, threshold=threshold)
-    progress = Progress(
-        TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, disable=quiet,
-    )
-    with progress:
-        task = progress.add_task("score", total=len(pairs))
-        return score_pairs(pairs, output, options, progress=lambda n: progress.update(task, completed=n), engine=engine)
-
-
-def print_score_summary(result, json_out: bool) -> None:
-    import pandas as pd
-
-    if json_out:
-        sys.stdout.write(json.dumps({"summary": result.summary, "groups": result.groups, "errors": result.errors,
-                                     "table": str(result.table_csv) if result.table_csv else None}, indent=2, default=str) + "\n")
-        return
-    table = Table(title="anonlens score", header_style="bold")
-    for col in ("metric", "mean", "median", "more private when", "pairs"):
-        table.add_column(col, justify="left" if col in ("metric", "more private when") else "right")
-    if result.table_csv is not None:
-        from ..metrics import column_directions
-
-        directions = column_directions()
-        df = pd.read_csv(result.table_csv)
-        for col in result.columns:
-            if col not in directions or col == "reidentified":
-                continue
-            values = pd.to_numeric(df[col], errors="coerce").replace([float("inf")], float("nan")).dropna()
-            if not values.empty:
-                table.add_row(col, f"{values.mean():.4g}", f"{values.median():.4g}", directions[col], str(len(values)))
-    out_console.print(table)
-    for name, groups in result.groups.items():
-        for group, v in groups.items():
-            value = "n/a: " + v["error"] if v.get("value") is None else f"{v['value']:.4g}"
-            out_console.print(f"{name} [{escape(one_line(group))}] (n={v['n']}): {escape(one_line(value))}")
-    for k, v in result.summary.items():
-        if k.startswith(("reid_rate", "rank1", "faces_in")):
-            out_console.print(f"{k}: {'n/a' if v is None else (f'{v:.3f}' if isinstance(v, float) else v)}")
-    if result.errors:
-        out_console.print(f"[red]{len(result.errors)} pair(s) could not be scored:[/]")
-        for e in result.errors[:20]:
-            out_console.print(f"  {escape(one_line(e['error']))}")
-    if result.table_csv:
-        out_console.print(f"table: {escape(display_name(result.table_csv))}")
 
 
 @app.command("score")
@@ -134,11 +63,9 @@ def score_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score anonymized images against their originals with every chosen metric; one row per pair."""
-    from ..assess import pairs_from_csv, pairs_from_dirs
-
     try:
         names = _metric_names(metrics)
-        options = _metric_options(metric_option)
+        options = metric_options(metric_option)
         if model is not None:
             names = tuple(n for n in names if n != "learned") + ("learned",)
             options = tuple(o for o in options if o[0] != "learned") + (("learned", (("checkpoint", str(model)),)),)
@@ -149,25 +76,25 @@ def score_cmd(
         _require_metrics(names)
         if pairs is not None:
             if anonymized is not None or original is not None:
-                _fail("give either --pairs or --anonymized/--original, not both")
+                fail("give either --pairs or --anonymized/--original, not both")
             pair_list = pairs_from_csv(pairs, root=root)
         elif anonymized is not None:
             pair_list = pairs_from_dirs(anonymized, original)
         else:
-            _fail("give --anonymized DIR (with --original DIR) or --pairs CSV")
+            fail("give --anonymized DIR (with --original DIR) or --pairs CSV")
         bad = [p for p in pair_list if p.error]
         if bad:
             err_console.print(f"[yellow]{len(bad)} of {len(pair_list)} pair(s) cannot be scored (listed at the end)[/]")
         runner = make_engine(engine, ray_address, workers, engine_option) if engine != "local" or ray_address or engine_option else None
         if runner is None:
-            result = run_score(pair_list, output, names, options, resize=_parse_size(resize),
+            result = run_score(pair_list, output, names, options, resize=parse_size(resize),
                                batch_size=batch_size, threshold=threshold, quiet=quiet)
         else:
             with runner:
-                result = run_score(pair_list, output, names, options, resize=_parse_size(resize),
+                result = run_score(pair_list, output, names, options, resize=parse_size(resize),
                                    batch_size=batch_size, threshold=threshold, quiet=quiet, engine=runner)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     print_score_summary(result, json_out)
     raise typer.Exit(1 if result.errors else 0)
 
@@ -197,10 +124,8 @@ def correlate_cmd(
             raise AnonlensError(f"table not found: {display_name(table)}")
         df = correlate(table, options, metrics=[m.strip() for m in metrics.split(",")] if metrics else None)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if output:
-        from ..io import write_atomic
-
         write_atomic(output, df.to_csv(index=False).encode())
     if json_out:
         sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
@@ -229,7 +154,6 @@ def check_cmd(
     nothing-found (no face found and not reviewed), passed. Exit 1 when any image fails; every
     failing file is named.
     """
-    from ..assess import pairs_from_dirs
     from ..assess.gate import manifest_pairs
 
     try:
@@ -240,7 +164,7 @@ def check_cmd(
         result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold,
                                      text=text)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     summary = result.summary()
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -261,8 +185,6 @@ def check_cmd(
 @app.command("metrics")
 def metrics_cmd() -> None:
     """List the assessment metrics, their direction and options."""
-    from ..metrics import METRICS
-
     table = Table(title="metrics", header_style="bold")
     for col in ("name", "level", "needs original", "more private when", "what it measures"):
         table.add_column(col)
@@ -275,8 +197,6 @@ def metrics_cmd() -> None:
 @weights_app.command("list")
 def weights_list(json_out: bool = typer.Option(False, "--json")) -> None:
     """Every known weights file, its licence and whether it is on this machine."""
-    from ..weights import WEIGHTS, resolve_weights
-
     rows = []
     for spec in WEIGHTS.values():
         try:
@@ -298,19 +218,15 @@ def weights_list(json_out: bool = typer.Option(False, "--json")) -> None:
 @weights_app.command("path")
 def weights_path(name: str = typer.Argument(..., help="Weights name (see `anonlens weights list`).")) -> None:
     """Print where a weights file is, or say what is missing and where to put it (exit 1)."""
-    from ..weights import resolve_weights
-
     try:
         out_console.print(str(resolve_weights(name)), soft_wrap=True)
     except AnonlensError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
 
 
 @weights_app.command("verify")
 def weights_verify() -> None:
     """Check the sha256 of every weights file present; exit 1 if one does not match."""
-    from ..weights import WEIGHTS, resolve_weights
-
     bad = 0
     for spec in WEIGHTS.values():
         try:
@@ -346,13 +262,11 @@ def report_cmd(
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
     thumbnails with per-image scores, the images most at risk first. Opens offline."""
     if gradcam is not None:
-        _require("learn", "anonlens report --gradcam")
+        require("learn", "anonlens report --gradcam")
     from ..assess.report import write_report
 
     regions = None
     if manifest is None and scores.name in ("assessment", "anonlens-assessment"):  # anonymize --assess output
-        from ..audit import find_manifest
-
         try:
             manifest = find_manifest(scores.parent)
         except AnonlensError:
@@ -361,7 +275,7 @@ def report_cmd(
         try:
             records = json.loads(manifest.read_text(encoding="utf-8"))["images"]
         except (OSError, json.JSONDecodeError, KeyError) as exc:
-            _fail(f"{display_name(manifest)}: not a readable anonlens manifest ({exc})")
+            fail(f"{display_name(manifest)}: not a readable anonlens manifest ({exc})")
         regions = {r["output"]: [reg["box"] for reg in r.get("regions", [])] for r in records if r.get("output")}
     try:
         explain = None
@@ -371,7 +285,7 @@ def report_cmd(
             from ..learn.explain import gradcam as _gradcam, overlay
 
             if gradcam_target not in ("lower", "raise"):
-                _fail("--gradcam-target must be lower or raise")
+                fail("--gradcam-target must be lower or raise")
             cam_model, cam_config = load_checkpoint(gradcam)
             title = f"Grad-CAM ({'what still identifies' if gradcam_target == 'lower' else 'what looks anonymous'})"
 
@@ -386,20 +300,20 @@ def report_cmd(
                 doc = json.loads((folder / "tradeoff.json").read_text(encoding="utf-8"))
                 sections.append(section_html(doc, (folder / "tradeoff.png").read_bytes()))
             except (OSError, json.JSONDecodeError, KeyError) as exc:
-                _fail(f"{display_name(folder)}: not a readable `anonlens tradeoff` output ({exc})")
+                fail(f"{display_name(folder)}: not a readable `anonlens tradeoff` output ({exc})")
         gate_doc = None
         if gate is not None:
             try:
                 gate_doc = json.loads(gate.read_text(encoding="utf-8"))
                 gate_doc["per_image"]
             except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-                _fail(f"{display_name(gate)}: not the output of `anonlens check --json` ({exc})")
+                fail(f"{display_name(gate)}: not the output of `anonlens check --json` ({exc})")
         elif not no_gate:
             gate_doc = _run_gate_for_report(scores, manifest, reviewed, quiet)
         path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions,
                             explain=explain, explain_title=title, sections=sections, gate=gate_doc)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out_console.print(f"report: {escape(display_name(path))}")
     if not no_originals:
         err_console.print("[yellow]note: the report contains thumbnails of the original images; use --no-originals to share it[/]")
@@ -418,8 +332,6 @@ def _run_gate_for_report(scores: Path, manifest: Optional[Path], reviewed: Optio
 
 def _gate_with_progress(pairs, missing, reviewed: Optional[Path], quiet: bool, **options):
     """:func:`anonlens.assess.gate.release_gate` with a progress bar (``check`` and ``report``)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from ..assess.gate import read_reviewed, release_gate
 
     accepted = read_reviewed(reviewed) if reviewed is not None else set()
@@ -428,25 +340,6 @@ def _gate_with_progress(pairs, missing, reviewed: Optional[Path], quiet: bool, *
     with progress:
         task = progress.add_task("gate", total=len(pairs))
         return release_gate(pairs, reviewed=accepted, unevaluated=missing, progress=lambda n: progress.update(task, completed=n), **options)
-
-
-def assess_anonymize_run(report, quiet: bool, json_out: bool):
-    """`anonymize --assess`: score the run's own outputs into the audit folder (never the
-    release folder: the scores name the originals), add the result to the run's manifest."""
-    from ..assess import pairs_from_manifest
-    from ..audit import AuditLayout
-    from ..metrics import DEFAULT_METRICS
-
-    pairs = pairs_from_manifest(report.manifest_path)
-    if not pairs:
-        return None
-    layout = AuditLayout(report.audit_dir)
-    result = run_score(pairs, layout.assessment, DEFAULT_METRICS, (), quiet=quiet)
-    layout.amend(report.run_id, assessment={"summary": result.summary, "metrics": result.metrics,
-                                            "table": str(result.table_csv), "errors": result.errors})
-    if not json_out:
-        print_score_summary(result, False)
-    return result
 
 
 @app.command("calibrate")
@@ -462,7 +355,7 @@ def calibrate_cmd(
     try:
         result = calibrate_from_csv(pairs, root=root)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,8 +14,7 @@ from rich.markup import escape
 
 from ..display import display_name, one_line
 from ..errors import AnonlensError
-from .learn import epoch_progress
-from .main import _fail, _parse_options, _require, app, err_console, out_console
+from .kit import app, epoch_progress, err_console, fail, out_console, parse_options, require, train_classifier_cli
 
 attack_app = typer.Typer(help="Gradient-inversion attacks (DLG, Inverting Gradients): what a shared gradient gives away.",
                          no_args_is_help=True, rich_markup_mode="rich")
@@ -50,7 +50,7 @@ def run_cmd(
     """Reconstruct each image (or batch) from the gradient its client would share, write the reconstructions in
     SemSim's layout (ready for `anonlens score --pairs OUT/pairs.csv --semsim MODEL` and for human labelling) and
     record the leak per image. Exit 1 when some image could not be attacked."""
-    _require("learn", "anonlens attack run")
+    require("learn", "anonlens attack run")
     from ..attacks.defences import parse_defence
     from ..attacks.inversion import create_attack
     from ..attacks.run import collect_images, run_attack
@@ -59,7 +59,7 @@ def run_cmd(
 
     try:
         dev = choose_device(device)
-        overrides = _parse_options(setting, "--setting")
+        overrides = parse_options(setting, "--setting")
         overrides.update({k: v for k, v in (("iterations", iterations), ("restarts", restarts), ("labels", labels)) if v is not None})
         atk = create_attack(attack, preset=preset, **overrides)
         dfc = parse_defence(defence)
@@ -68,7 +68,7 @@ def run_cmd(
         for p in problems:
             err_console.print(f"[yellow]{escape(one_line(p))}[/]")
         if not found:
-            _fail("no images to attack" + (f" ({len(problems)} problem(s) above)" if problems else ""))
+            fail("no images to attack" + (f" ({len(problems)} problem(s) above)" if problems else ""))
         err_console.print(f"device: {dev}{' (mixed precision)' if amp else ''}; victim: {escape(one_line(vic.source))}; "
                           f"{atk.name} preset {atk.preset}; defence {dfc.label}; {len(found)} image(s)")
         total = atk.config.iterations * atk.config.restarts
@@ -92,7 +92,7 @@ def run_cmd(
         err_console.print(f"[yellow]stopped; run again with --resume to go on from the saved state in {escape(display_name(output))}[/]")
         raise typer.Exit(130)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for name, why in run.metric_notes.items():
         err_console.print(f"[yellow]metric {escape(name)} left out: {escape(one_line(why))}[/]")
     for e in run.errors:
@@ -113,8 +113,7 @@ def run_cmd(
 @attack_app.command("presets")
 def presets_cmd(json_out: bool = typer.Option(False, "--json")) -> None:
     """The attacks, their published presets and settings, and the defences."""
-    _require("learn", "anonlens attack presets")
-    from dataclasses import asdict
+    require("learn", "anonlens attack presets")
 
     from ..attacks.defences import DEFENCES
     from ..attacks.inversion import ATTACKS
@@ -152,9 +151,7 @@ def train_victim_cmd(
 ) -> None:
     """Train the classifier a federated client would share gradients of (CIFAR-style ResNet20-4 by default):
     the victim of `anonlens attack run --victim PATH`."""
-    _require("learn", "anonlens attack train-victim")
-    from .edi import train_classifier_cli
-
+    require("learn", "anonlens attack train-victim")
     opts = dict(arch=arch, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                 pretrained=False, seed=seed)
     train_classifier_cli(data_dir, output, opts, device, quiet, "training victim", "victim")

@@ -11,10 +11,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..detectors import create_detector
 from ..display import display_name
+from ..edi.oracles import create_oracle
 from ..errors import AnonlensError
-from .learn import epoch_progress
-from .main import _fail, _require, _parse_options, app, err_console, out_console
+from ..io import discover_inputs, read_image
+from .kit import app, err_console, fail, out_console, parse_options, require, train_classifier_cli
 
 
 @app.command("train-identity")
@@ -35,29 +37,10 @@ def train_identity_cmd(
 ) -> None:
     """Train the identity classifier EDI-Anon's white-box attacker uses (`anonymize --method edi
     --oracle-model PATH`); on attribute folders it is the attribute classifier of `tradeoff`."""
-    _require("learn", "anonlens train-identity")
+    require("learn", "anonlens train-identity")
     opts = dict(arch=arch, input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                 pretrained=pretrained, weights=None if weights is None else str(weights), seed=seed)
     train_classifier_cli(data_dir, output, opts, device, quiet, "training identity classifier", "checkpoint")
-
-
-def train_classifier_cli(data_dir: Path, output: Path, options: dict, device: str | None, quiet: bool, title: str, what: str) -> None:
-    """Train an identity classifier with a progress bar and print where it went (train-identity,
-    attack train-victim)."""
-    from ..edi.classifier import IdentityTrainOptions, train_identity
-    from ..learn.train import choose_device
-
-    try:
-        opts = IdentityTrainOptions(**options, device=choose_device(device))
-        bar = epoch_progress(title, quiet)
-        with bar:
-            tid = bar.add_task("train", total=opts.epochs, info="")
-            res = train_identity(data_dir, output, opts, progress=lambda epoch, row: bar.update(
-                tid, completed=epoch, info=f"loss {row['train_loss']:.4f}" + (f" val acc {row['val_accuracy']:.3f}" if "val_accuracy" in row else "")))
-    except AnonlensError as exc:
-        _fail(str(exc))
-    val = "n/a" if res.val_accuracy is None else f"{res.val_accuracy:.3f}"
-    out_console.print(f"{what}: {escape(display_name(res.checkpoint))}\ntrain accuracy {res.train_accuracy:.3f}, validation accuracy {val}")
 
 
 @app.command("tradeoff")
@@ -81,22 +64,18 @@ def tradeoff_cmd(
 ) -> None:
     """Measure the privacy-utility trade-off: EDI vs the uniform operator at increasing strengths
     (re-identification rate against SSIM inside the face), as PNG, HTML, CSV and JSON."""
-    _require("learn", "anonlens tradeoff")
+    require("learn", "anonlens tradeoff")
     from ..edi.classifier import attribute_predictor
-    from ..edi.oracles import create_oracle
     from ..edi.tradeoff import tradeoff, write_tradeoff
-    from ..io import discover_inputs, read_image
 
     try:
         paths = [f.path for f in discover_inputs(faces) if f.supported]
         if not paths:
-            _fail("no face images found")
+            fail("no face images found")
         images = [read_image(p).rgb for p in paths]
         oracle = create_oracle("classifier", model=str(oracle_model)) if oracle_model else create_oracle("dlib", threshold=threshold)
         regions = None
         if scope == "face":
-            from ..detectors import create_detector
-
             det = create_detector("centerface")
             regions = []
             for p, im in zip(paths, images):
@@ -105,19 +84,19 @@ def tradeoff_cmd(
                     raise AnonlensError(f"{p}: no face found (use --scope image for face crops)")
                 regions.append(max(found, key=lambda r: r.size))
         elif scope != "image":
-            _fail("--scope must be image or face")
+            fail("--scope must be image or face")
         attribute = attribute_predictor(attribute_model) if attribute_model is not None else None
 
         values = None
         if strengths:
             values = [json.loads(v) for v in strengths.split(",")]
-        result = tradeoff(images, oracle=oracle, operator=operator, operator_options=_parse_options(operator_option, "operator"),
+        result = tradeoff(images, oracle=oracle, operator=operator, operator_options=parse_options(operator_option, "operator"),
                           regions=regions, shape="ellipse", margin=0.25 if scope == "face" else 0.0, strengths=values, q=q,
                           max_iters=max_iters, saliency=saliency, target_risk=target_risk, attribute=attribute, seed=seed,
                           progress=None if quiet else (lambda msg: err_console.print(msg)))
         files = write_tradeoff(result, output)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
         sys.stdout.write(json.dumps({"files": {k: str(v) for k, v in files.items()}, **result.to_dict()}, indent=2, default=str) + "\n")
         return

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import io as _io
 import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from ..display import display_name, one_line
 from ..errors import AnonlensError
-from .main import _fail, _require, app, err_console, out_console
-
-
-# the same default as anonlens.learn.semsim.ORIGINAL_PATTERN (not imported here: it would load torch)
-_ORIGINAL_PATTERN = r"(?i)^(orig|original|gt|ground[_-]?truth)([_.-]|$)"
-
-
-def epoch_progress(title: str, quiet: bool):
-    """A rich progress bar over epochs with an info field (loss...)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet)
+from ..io import encode_image, read_image, write_atomic
+from ..io.images import LoadedImage
+from ..learn.annotations import check_images, load_annotations
+from ..learn.labels import ORIGINAL_PATTERN, num_outputs
+from ..learn.splits import write_splits
+from .kit import app, epoch_progress, err_console, fail, metric_options, out_console, parse_size, require
 
 
 @app.command("splits")
@@ -41,13 +36,11 @@ def splits_cmd(
     """Write the PerceptAnon reference splits, dataset_splits/<HA>/<split>/{train,val,test}.csv:
     the same rows as the reference for the same CSV and seed. Image paths are checked first (inside
     DATA_DIR, present); every problem is listed before anything is written."""
-    _require("learn", "anonlens splits")
-    from ..learn.annotations import check_images, load_annotations
-    from ..learn.splits import write_splits
+    require("learn", "anonlens splits")
 
     csvs = list(csv or [p for p in (data_dir / "HA1.csv", data_dir / "HA2.csv") if p.is_file()])
     if not csvs:
-        _fail(f"no HA1.csv or HA2.csv in {display_name(data_dir)}; name the annotation file(s) with --csv")
+        fail(f"no HA1.csv or HA2.csv in {display_name(data_dir)}; name the annotation file(s) with --csv")
     results = {}
     try:
         for path in csvs:
@@ -58,10 +51,10 @@ def splits_cmd(
                     err_console.print(f"  {escape(one_line(problem))}")
                 if len(problems) > 30:
                     err_console.print(f"  ... and {len(problems) - 30} more")
-                _fail(f"{display_name(path)}: {len(problems)} image problem(s) (listed above), nothing written")
+                fail(f"{display_name(path)}: {len(problems)} image problem(s) (listed above), nothing written")
             results[path.stem] = write_splits(df, output or data_dir, path.stem, split or None, seed=seed, raw=raw)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     failed = [(n, s, c["error"]) for n, splits in results.items() for s, c in splits.items() if "error" in c]
     if json_out:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
@@ -104,8 +97,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a PerceptAnon metric (HA1 CNN or HA2 Siamese) with the reference's defaults."""
-    _require("learn", "anonlens train")
-    from ..learn.annotations import load_annotations
+    require("learn", "anonlens train")
     from ..learn.train import TrainOptions, choose_device, train
 
     try:
@@ -122,7 +114,7 @@ def train_cmd(
             result = train(train_df, val_df, root, output, options, resume=resume, progress=lambda row: progress.update(
                 task_id, completed=row["epoch"] + 1, info=f"loss {row['train_loss']:.4f} val {row['val_loss']:.4f} rho {row['val_spearman']:.3f}"))
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out_console.print(f"best epoch {result.best_epoch} (val loss {result.best_val_loss:.4f}): {escape(display_name(result.best_checkpoint))}")
 
 
@@ -136,8 +128,7 @@ def evaluate_cmd(
 ) -> None:
     """Spearman / Kendall / Pearson of a trained metric against the human mean score (and, as the
     paper reports them, against the transformed labels)."""
-    _require("learn", "anonlens evaluate")
-    from ..learn.annotations import load_annotations
+    require("learn", "anonlens evaluate")
     from ..learn.checkpoint import load_checkpoint
     from ..learn.train import choose_device, evaluate
 
@@ -146,7 +137,7 @@ def evaluate_cmd(
         model, config = load_checkpoint(checkpoint, device=dev)
         result = evaluate(model, config, load_annotations(csv), root, device=dev)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
@@ -164,10 +155,7 @@ def explain_cmd(
     output: Path = typer.Option(Path("gradcam.png"), "--output", "-o", help="Overlay PNG to write (the raw map goes beside it as .npy)."),
 ) -> None:
     """Grad-CAM heat map of a trained HA1/HA2 metric over the anonymized image."""
-    import numpy as np
-
-    _require("learn", "anonlens explain")
-    from ..io import encode_image, read_image, write_atomic
+    require("learn", "anonlens explain")
     from ..learn.checkpoint import load_checkpoint
     from ..learn.explain import gradcam, overlay
 
@@ -177,10 +165,7 @@ def explain_cmd(
         orig = read_image(original).rgb if original is not None else None
         heat = gradcam(model, config, anon.rgb, orig, target=target)  # type: ignore[arg-type]
     except AnonlensError as exc:
-        _fail(str(exc))
-    import io as _io
-
-    from ..io.images import LoadedImage
+        fail(str(exc))
 
     write_atomic(output, encode_image(LoadedImage(rgb=anon.rgb), overlay(anon.rgb, heat), format="PNG"))
     buf = _io.BytesIO()
@@ -202,13 +187,13 @@ def semsim_train_cmd(
     lr: float = typer.Option(0.05, help="SGD learning rate, Nesterov momentum 0.9, weight decay 5e-4 (reference)."),
     margin: float = typer.Option(1.0, help="Triplet margin (reference: 1.0)."),
     width: int = typer.Option(64, help="Channels of the first ResNet stage (64 = ResNet-18, the reference; smaller is faster)."),
-    original_pattern: str = typer.Option(_ORIGINAL_PATTERN, help="Regex on file names that marks each id's original."),
+    original_pattern: str = typer.Option(ORIGINAL_PATTERN, help="Regex on file names that marks each id's original."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps. Default: CUDA when present."),
     seed: int = typer.Option(0),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train SemSim (CIFAR-style ResNet-18, triplet loss, 32x32 inputs) with the reference's hyperparameters."""
-    _require("learn", "anonlens semsim train")
+    require("learn", "anonlens semsim train")
     from ..learn.semsim import SemSimTrainOptions, train_semsim
     from ..learn.train import choose_device
 
@@ -222,7 +207,7 @@ def semsim_train_cmd(
             weights, history = train_semsim(data_dir, output, opts, original_pattern=original_pattern, progress=lambda row: progress.update(
                 tid, completed=row["epoch"], info=f"loss {row['triplet_loss']:.4f}"))
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out_console.print(f"final triplet loss {history[-1]['triplet_loss']:.4f} (first epoch {history[0]['triplet_loss']:.4f}): {escape(display_name(weights))}")
 
 
@@ -231,15 +216,14 @@ def semsim_evaluate_cmd(
     checkpoint: Path = typer.Argument(..., help="A SemSim model (.safetensors with its .json)."),
     data_dir: Path = typer.Argument(..., help="Folder in the SemSim layout with human judgements (<id>/, -<id>/)."),
     config_pattern: str = typer.Option(r"^(.*?)_[^_]*$", help="Regex whose first group, on a file's stem, names its attack configuration (default: all before the last '_')."),
-    original_pattern: str = typer.Option(_ORIGINAL_PATTERN, help="Regex marking each id's original."),
+    original_pattern: str = typer.Option(ORIGINAL_PATTERN, help="Regex marking each id's original."),
     normalize: bool = typer.Option(False, "--normalize", help="L2-normalise embeddings before the distance (the reference does not)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the per-image table (CSV) here."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Correlation of SemSim distances with human recognition: per attack configuration (set level,
     human = 1 - recognised/total, as the reference) and per image."""
-    _require("learn", "anonlens semsim evaluate")
-    from ..io import read_image, write_atomic
+    require("learn", "anonlens semsim evaluate")
     from ..learn.semsim import image_level_correlation, load_semsim, load_semsim_folders, semsim_distances, semsim_table, set_level_correlation
 
     try:
@@ -249,7 +233,7 @@ def semsim_evaluate_cmd(
         table["semsim"] = semsim_distances(model, [read_image(p).rgb for p in table["original"]],
                                            [read_image(p).rgb for p in table["reconstruction"]], normalize=normalize)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     result = {"set_level": set_level_correlation(table), "image_level": image_level_correlation(table), "normalized": normalize}
     if output is not None:
         write_atomic(output, table.to_csv(index=False).encode())
@@ -282,17 +266,16 @@ def benchmark_cmd(
 ) -> None:
     """The paper's table: Spearman rho and Kendall tau of PSNR, MSE, SSIM, LPIPS, FID, identity
     distance and each learned model against the human mean score, for every split (Markdown, CSV, plot)."""
-    _require("learn", "anonlens benchmark")
+    require("learn", "anonlens benchmark")
     from ..assess.benchmark import BenchmarkOptions, run_benchmark
-    from .assess import _metric_options, _parse_size
 
     try:
         opts = BenchmarkOptions(ha=ha, splits=tuple(split) if split else None, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
                                 fid=fid, models=tuple(str(m) for m in models or ()), semsim=tuple(str(s) for s in semsim or ()),
-                                metric_options=_metric_options(metric_option), resize=_parse_size(resize))
+                                metric_options=metric_options(metric_option), resize=parse_size(resize))
         res = run_benchmark(data_dir, output, opts, progress=None if quiet else (lambda msg: out_console.print(msg, style="dim")))
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
         sys.stdout.write(json.dumps({"rows": res.rows, "notes": res.notes, "files": {k: str(v) for k, v in res.files.items()}}, indent=2) + "\n")
         return
@@ -311,14 +294,13 @@ def import_checkpoint_cmd(
     input_size: int = typer.Option(224),
 ) -> None:
     """Convert a reference PerceptAnon checkpoint into anonlens' safe format (once; pickles are never loaded afterwards)."""
-    _require("learn", "anonlens import-checkpoint")
+    require("learn", "anonlens import-checkpoint")
     from ..learn.checkpoint import import_reference_checkpoint
-    from ..learn.labels import num_outputs
     from ..learn.models import ModelConfig
 
     try:
         config = ModelConfig(ha=ha, backbone=backbone, labels=labels, task=task, outputs=num_outputs(labels, task), input_size=input_size)  # type: ignore[arg-type]
         path = import_reference_checkpoint(source, config, output)
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out_console.print(f"imported: {escape(display_name(path))}")

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from .main import _fail, _require, app, err_console
+from ..errors import AnonlensError
+from .kit import app, err_console, fail, require
 
 
 @app.command("serve")
@@ -27,10 +28,9 @@ def serve_cmd(
 ) -> None:
     """Serve the API (POST /anonymize, POST /check, GET /health; its OpenAPI description at /openapi.json) and the page
     at / : anonymize and check images from a browser. Uploads are processed in memory and never stored or logged."""
-    _require("service", "anonlens serve")
+    require("service", "anonlens serve")
     import uvicorn
 
-    from ..errors import AnonlensError
     from ..service import ServiceSettings, create_app
     from ..service.limits import DEFAULT_ALLOWED_HOSTS, allowed_host as _host_spelling
 
@@ -46,7 +46,7 @@ def serve_cmd(
         try:
             _host_spelling(name)
         except ValueError as exc:
-            _fail(f"--allowed-host {exc}")
+            fail(f"--allowed-host {exc}")
         hosts.append(name)
     if host in ("0.0.0.0", "::") and not allowed_host:
         err_console.print("[yellow]warning[/] only requests whose Host header says localhost, 127.0.0.1 or [::1] are answered: "
@@ -55,10 +55,10 @@ def serve_cmd(
         settings = ServiceSettings(max_upload_bytes=int(max_upload_mb * (1 << 20)), max_pixels=max_pixels,
                                    max_concurrent=max_concurrent, allowed_hosts=tuple(hosts))
     except AnonlensError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     err_console.print(f"loading models, then serving on http://{host}:{port}/ (Ctrl-C stops)")
     try:
         uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log, server_header=False,
                     log_level="info", limit_concurrency=max_concurrent * 4 + 16, timeout_graceful_shutdown=10)
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

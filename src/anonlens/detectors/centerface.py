@@ -33,7 +33,7 @@ _SHARED_LOCK = threading.Lock()
 #: (measured on real faces: none above ~1000 px, and not even monotonic between 900 and 1200). A
 #: pass at a quarter of the size finds faces of about 80 to 2400 px of the original, so the bands
 #: overlap widely; the last pass (160 px) sees a face that fills the frame, even cropped by it. A
-#: 640 px pass added nothing to the face-size sweep (tests/test_verify.py) and cost a quarter
+#: 640 px pass added nothing to the face-size sweep (tests/unit/anonymize/test_verify.py) and cost a quarter
 #: more time on 1280x720 photos.
 PYRAMID_SIDES = (1280, 320, 160)
 #: a pass is added only below this share of the previous larger side (a 1400 px photo gets no 1280 pass)

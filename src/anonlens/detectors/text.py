@@ -32,9 +32,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .. import runtime
 from ..checks import as_rgb_uint8
 from ..errors import AnonlensError
-from ..regions import Region
+from ..regions import covers, Region
 from ..weights import resolve_weights
 from .base import Detector, ious
 
@@ -51,8 +52,6 @@ def _compiled(path: str):
         model = _COMPILED.get(path)
         if model is None:
             import openvino as ov
-
-            from .. import runtime
 
             config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
             if runtime.num_threads() is not None:
@@ -241,8 +240,6 @@ class TextDetector(Detector):
         """Highest text score over ``box`` in ``image`` (0.0 when none): the verification's probe.
         The crop around the box (``context`` of its height on every side) is scaled so that the
         box is about 32 px high, where the detector reads text best."""
-        from ..verify import covers
-
         x1, y1, x2, y2 = (float(v) for v in box)
         bh = max(y2 - y1, 1.0)
         pad = max(context * bh, 8.0)

@@ -13,12 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as Fn
 from torch import nn
 
 from ..errors import AnonlensError
 from ..io import discover_inputs, read_image
+from ..learn.archs import CIFAR_MEAN, CIFAR_STD, VICTIM_ARCHS, build_arch
+from ..learn.checkpoint import read_model_files, write_model_files
+from ..learn.models import build_backbone
+from ..registry import suggest
 from ..weights import load_state_dict
 
 __all__ = [
@@ -35,8 +41,6 @@ __all__ = [
 ]
 
 IDENTITY_ARCHS = ("tiny", "resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "vgg11", "densenet121")
-#: the 32x32 architectures gradient-inversion attacks target (anonlens.attacks.victims), trained from scratch
-VICTIM_ARCHS = ("resnet20-4", "cifar-resnet18", "lenet-zhu")
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,6 @@ def _tiny(num_classes: int) -> nn.Module:
 def square_unit_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 RGB images -> ``(N, 3, size, size)`` float tensor in ``[0, 1]``; each image resized
     (area when shrinking, bilinear when enlarging) only when it is not that size already."""
-    import cv2
-
     arrs = []
     for img in images:
         if img.shape[:2] != (size, size):
@@ -79,10 +81,8 @@ class IdentityClassifier(nn.Module):
 
     def __init__(self, config: IdentityConfig, *, pretrained: bool = False, weights: str | None = None):
         super().__init__()
-        if config.arch not in IDENTITY_ARCHS + VICTIM_ARCHS:
-            from ..registry import suggest
-
-            known = list(IDENTITY_ARCHS + VICTIM_ARCHS)
+        if config.arch not in IDENTITY_ARCHS + tuple(VICTIM_ARCHS.names()):
+            known = list(IDENTITY_ARCHS + tuple(VICTIM_ARCHS.names()))
             raise AnonlensError(f"unknown identity classifier architecture '{config.arch}'.{suggest(config.arch, known)} Known: {', '.join(known)}")
         if len(config.classes) < 2:
             raise AnonlensError(f"an identity classifier needs at least 2 classes, got {len(config.classes)}")
@@ -91,14 +91,10 @@ class IdentityClassifier(nn.Module):
         if config.arch == "tiny":
             self.net = _tiny(n)
         elif config.arch in VICTIM_ARCHS:
-            from ..attacks.victims import build_arch
-
             if config.arch == "lenet-zhu" and config.input_size != 32:
                 raise AnonlensError(f"lenet-zhu takes 32x32 inputs (its linear layer is fixed); got input size {config.input_size}")
             self.net = build_arch(config.arch, n)
         else:
-            from ..learn.models import build_backbone
-
             backbone, dim = build_backbone(config.arch, pretrained=pretrained, weights=weights)
             self.net = nn.Sequential(backbone, nn.Linear(dim, n))
 
@@ -138,15 +134,11 @@ class IdentityClassifier(nn.Module):
 
 
 def save_identity_classifier(model: IdentityClassifier, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    from ..learn.checkpoint import write_model_files
-
     return write_model_files(model, path, {"kind": "identity-classifier", "config": asdict(model.config), **(extra or {})})
 
 
 def load_identity_classifier(path: str | os.PathLike) -> IdentityClassifier:
     """Load ``path.safetensors`` + ``path.json``; pickles are refused."""
-    from ..learn.checkpoint import read_model_files
-
     weights, doc = read_model_files(path, kind="identity-classifier", what="identity classifier (made by `anonlens train-identity`)")
     cfg = doc["config"]
     config = IdentityConfig(arch=cfg["arch"], classes=tuple(cfg["classes"]), input_size=int(cfg["input_size"]),
@@ -212,8 +204,6 @@ class IdentityTrainResult:
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and a random crop of 90-100 % resized back, per image."""
-    import torch.nn.functional as Fn
-
     n, _, h, w = x.shape
     flip = torch.rand(n, generator=gen) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
@@ -249,8 +239,6 @@ def train_identity(
     train_idx = [i for i in range(len(paths)) if i not in val_set]
     norm = {}
     if options.arch in VICTIM_ARCHS:
-        from ..attacks.victims import CIFAR_MEAN, CIFAR_STD
-
         norm = {"mean": CIFAR_MEAN, "std": CIFAR_STD}
     norm.update({k: tuple(v) for k, v in (("mean", options.mean), ("std", options.std)) if v is not None})
     config = IdentityConfig(arch=options.arch, classes=tuple(classes), input_size=options.input_size, **norm)

@@ -33,8 +33,9 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from ..errors import AnonlensError
-from .oracles import IdentityOracle, Measure
-from .saliency import check_saliency, default_saliency, saliency_map
+from ..metrics.functional import psnr, ssim, ssim_map
+from .oracles import IdentityOracle, Measure, create_oracle
+from .saliency import check_saliency, default_saliency, gradient_times_delta, saliency_map
 
 __all__ = ["EDIConfig", "EDIProcess", "EDIResult", "EDISetResult", "select_elements", "edi_anonymize", "edi_set", "utility_record", "region_ssim", "reid_curve"]
 
@@ -78,8 +79,6 @@ class EDIConfig:
             raise AnonlensError("the classifier oracle needs --oracle-model (a checkpoint from `anonlens train-identity`)")
 
     def create_oracle(self) -> IdentityOracle:
-        from .oracles import create_oracle
-
         if self.oracle == "dlib":  # stop only at threshold + margin
             return create_oracle("dlib", threshold=float(self.threshold) + float(self.margin))
         if self.oracle == "classifier":
@@ -303,8 +302,6 @@ def edi_anonymize(
 
 def region_ssim(original: np.ndarray, anonymized: np.ndarray, region: np.ndarray) -> float:
     """Mean of the SSIM map inside ``region`` (the standard Gaussian SSIM, data range 1)."""
-    from ..metrics.functional import ssim_map
-
     if not (original != anonymized).any():
         return 1.0
     m = ssim_map(original.astype(np.float32) / 255, anonymized.astype(np.float32) / 255)
@@ -313,8 +310,6 @@ def region_ssim(original: np.ndarray, anonymized: np.ndarray, region: np.ndarray
 
 def utility_record(original: np.ndarray, anonymized: np.ndarray, region: np.ndarray | None = None) -> dict[str, float]:
     """SSIM and PSNR against the original: overall and (with ``region``) inside the region."""
-    from ..metrics.functional import psnr, ssim
-
     out = {"ssim": round(ssim(original, anonymized), 6), "psnr": round(min(psnr(original, anonymized), 999.0), 4)}
     if region is not None and region.any():
         out["ssim_region"] = round(region_ssim(original, anonymized, region), 6)
@@ -394,13 +389,6 @@ def edi_set(
         if progress:
             progress(rounds, rates[-1])
     return EDISetResult([p.result() for p in procs], rates, ssims, rounds, rates[-1] <= target_risk)
-
-
-def gradient_times_delta(gradient: np.ndarray, current: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
-    """First-order change of the oracle's distance if each element took the operator's value:
-    ``gradient * (perturbed - current)`` per element (larger: the swap moves the face further from
-    the person). Elements the operator no longer changes score 0."""
-    return gradient * (perturbed.astype(np.float32) - current.astype(np.float32))
 
 
 def _gradient_batches(oracle, targets, images, batch_size):

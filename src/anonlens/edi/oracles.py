@@ -26,10 +26,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
+import cv2
 import numpy as np
 
 from ..checks import as_rgb_uint8
 from ..errors import AnonlensError
+from ..identity import DlibFaceEmbedder
 from ..registry import Registry
 from ..regions import Region
 
@@ -88,8 +90,6 @@ class DlibOracle(IdentityOracle):
 
     def __init__(self, *, threshold: float = 0.6, gallery: Sequence[Sequence[float]] | None = None, embedder=None,
                  engine: str = "auto", device: str = "cpu"):
-        from ..identity import DlibFaceEmbedder
-
         if not 0 < float(threshold) < 2:
             raise AnonlensError(f"threshold must be between 0 and 2 (dlib distances), got {threshold}")
         self.threshold = float(threshold)
@@ -255,8 +255,6 @@ class ClassifierOracle(IdentityOracle):
         grads = []
         for g, image in zip(grad.permute(0, 2, 3, 1).float().cpu().numpy(), images):
             if g.shape[:2] != image.shape[:2]:
-                import cv2
-
                 g = cv2.resize(g, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
             grads.append(g)
         det = det.float().cpu()
@@ -265,7 +263,6 @@ class ClassifierOracle(IdentityOracle):
 
     def gradcam(self, target: int, image: np.ndarray) -> np.ndarray:
         """Grad-CAM (captum) of the true identity's logit, ``(H, W)`` at the image's size."""
-        import cv2
         from captum.attr import LayerAttribution, LayerGradCam
 
         x = self.tensor([image]).requires_grad_(True)

@@ -18,15 +18,17 @@ or ``(H, W, 3)`` (per element) array, larger = more identity-revealing. Methods:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
-from ..errors import AnonlensError
+from ..errors import AnonlensError, UnknownNameError
 from ..operators.functional import mask_bbox
-from ..registry import Registry
+from ..registry import Registry, suggest
 
-__all__ = ["SALIENCY", "saliency_map", "default_saliency", "check_saliency"]
+__all__ = ["SALIENCY", "saliency_map", "default_saliency", "check_saliency", "gradient_times_delta"]
 
 SaliencyFn = Callable[..., np.ndarray]
 SALIENCY: Registry[SaliencyFn] = Registry("saliency method")
@@ -36,6 +38,13 @@ def default_saliency(oracle) -> str:
     """The oracle's own choice (``preferred_saliency``), else ``gradient`` for white-box oracles
     (the reference), ``occlusion`` for black-box ones."""
     return getattr(oracle, "preferred_saliency", None) or ("gradient" if oracle.white_box else "occlusion")
+
+
+def gradient_times_delta(gradient: np.ndarray, current: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
+    """First-order change of the oracle's distance if each element took the operator's value:
+    ``gradient * (perturbed - current)`` per element (larger: the swap moves the face further from
+    the person). Elements the operator no longer changes score 0."""
+    return gradient * (perturbed.astype(np.float32) - current.astype(np.float32))
 
 
 def _need_white_box(oracle, method: str) -> None:
@@ -49,8 +58,6 @@ def gradient(oracle, target, current, perturbed, candidates, *, rng=None) -> np.
     _need_white_box(oracle, "gradient")
     grad, _ = oracle.input_gradient(target, current)
     if getattr(oracle, "gradient_times_delta", False):
-        from .loop import gradient_times_delta
-
         return gradient_times_delta(grad, current, perturbed)
     return grad
 
@@ -104,8 +111,6 @@ def occlusion(oracle, target, current, perturbed, candidates, *, rng=None, windo
 def rise(oracle, target, current, perturbed, candidates, *, rng=None, masks: int = 32, cells: int = 6, p: float = 0.3) -> np.ndarray:
     """``masks`` random masks on a ``cells`` x ``cells`` grid (each cell perturbed with probability
     ``p``), upsampled smoothly with a random shift as in RISE."""
-    import cv2
-
     rng = rng if rng is not None else np.random.default_rng(0)
     y1, y2, x1, x2 = _crop_box(candidates)
     h, w = y2 - y1, x2 - x1
@@ -138,15 +143,11 @@ WHITE_BOX_ONLY = ("gradient", "gradcam")
 def check_saliency(method: str, options: dict[str, Any], oracle=None) -> None:
     """Raise a clear error for an unknown method or option, or a white-box method with a
     black-box oracle (before any work starts)."""
-    import inspect
-
     SALIENCY.require(method)  # gradient, gradcam and occlusion need the 'learn' extra (torch, captum)
     if oracle is not None and method in WHITE_BOX_ONLY:
         _need_white_box(oracle, method)
         if method == "gradcam" and not hasattr(oracle, "gradcam"):
             raise AnonlensError(f"saliency 'gradcam' needs a classifier oracle (a class to explain); '{oracle.name}' has none: use gradient")
-    from ..errors import UnknownNameError
-    from ..registry import suggest
 
     fn = SALIENCY.get(method).factory
     allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "rng"]

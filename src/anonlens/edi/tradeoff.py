@@ -8,7 +8,9 @@ risk level reached, the best SSIM each method keeps at or below that risk.
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
 import json
 import os
@@ -173,9 +175,6 @@ def plot_png(result: TradeoffResult) -> bytes:
 def section_html(result: dict[str, Any], png: bytes) -> str:
     """The trade-off as an HTML fragment (plot and SSIM-at-matched-risk table), from the JSON
     document :func:`write_tradeoff` writes; used by ``tradeoff.html`` and ``anonlens report --tradeoff``."""
-    import base64
-    import html
-
     rows = "".join(f"<tr><td>{100 * m['risk']:.1f} %</td><td>{m['edi_ssim']:.3f}</td><td>{m['uniform_ssim']:.3f}</td><td>{m['ssim_gap']:+.3f}</td></tr>"
                    for m in result["matched"])
     return (f"<h2>Privacy-utility trade-off: EDI vs uniform {html.escape(str(result['operator']))}</h2>"

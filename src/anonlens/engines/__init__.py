@@ -1,5 +1,7 @@
-"""Engines: what maps the per-file function (:func:`anonlens.batch.process_file`) and the per-chunk
-scoring function (:func:`anonlens.assess.score.score_chunk`) over the work.
+"""Engines: what maps a function over the work, given by the caller: the per-file function
+(:func:`anonlens.batch.process_file`) and the per-chunk scoring function with the merge of its
+group-metric states (:func:`anonlens.assess.score.score_chunk`, :func:`~anonlens.assess.score.merge_states`).
+Engines import nothing above them.
 
 ``local`` is the process pool of one machine; ``ray`` a Ray cluster, started for the run
 (``address=None``) or joined (``address="HOST:PORT"``, ``"auto"``). Both give the same outputs and
@@ -15,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
+from .local import LocalEngine
+from .ray import RayEngine
 
 __all__ = ["ENGINES", "create_engine"]
 
@@ -23,15 +27,11 @@ ENGINES: Registry[Any] = Registry("engine")
 
 def _local(**options: Any):
     """One machine: a process pool (the default)."""
-    from .local import LocalEngine
-
     return LocalEngine(**options)
 
 
 def _ray(**options: Any):
     """A Ray cluster: started on this machine for the run, or joined with address=HOST:PORT."""
-    from .ray import RayEngine
-
     return RayEngine(**options)
 
 

@@ -7,11 +7,13 @@ import multiprocessing
 import os
 from typing import Any, Callable, Iterable, Iterator
 
+from .. import runtime
+
 __all__ = ["LocalEngine"]
 
 
 class LocalEngine:
-    """``workers`` processes (0: automatic, see :func:`anonlens.batch.effective_workers`)."""
+    """``workers`` processes (0: automatic: the ``workers`` policy the caller passes to :meth:`map_files`)."""
 
     name = "local"
 
@@ -28,35 +30,38 @@ class LocalEngine:
         return {"name": self.name}
 
     def map_files(self, todo: list, options, finish: Callable[[dict[str, Any]], None],
-                  on_frame: Callable[[str, int, int], None] | None = None, fn: Callable | None = None) -> None:
-        """``finish(fn(task, options))`` for every task, in completion order."""
-        from ..batch import _worker_init, effective_workers, process_file
-
-        fn = fn or process_file
-        workers = effective_workers(self.workers or options.workers, len(todo), options.config)
+                  on_frame: Callable[[str, int, int], None] | None = None, *, fn: Callable,
+                  workers: Callable[[int, int], int] | None = None, loads: Callable[[], int] | None = None) -> None:
+        """``finish(fn(task, options))`` for every task, in completion order; in this process and
+        with ``on_frame``: ``fn(task, options, on_frame)``. ``fn`` must be a module-level function
+        (it is pickled by reference for the process pool). ``workers(requested, n_tasks)`` chooses
+        the number of processes (default: as requested, 0 meaning 1, at most one per task);
+        ``loads`` (models built so far in a process) is the Ray engine's and unused here."""
+        requested = self.workers or options.workers
+        n = workers(requested, len(todo)) if workers else max(1, min(requested or 1, len(todo)))
         threads_per_worker = self.threads_per_worker or options.threads_per_worker
-        if workers == 1:
+        if n == 1:
             if threads_per_worker is not None:
-                _worker_init(threads_per_worker)
+                runtime.set_num_threads(threads_per_worker)
             for t in todo:
-                finish(fn(t, options, on_frame) if fn is process_file else fn(t, options))
+                finish(fn(t, options, on_frame) if on_frame is not None else fn(t, options))
             return
-        threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        threads = threads_per_worker or max(1, (os.cpu_count() or 1) // n)
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+        with cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=runtime.set_num_threads, initargs=(threads,)) as pool:
             pending: set[cf.Future] = set()
             for t in todo:
                 pending.add(pool.submit(fn, t, options))
-                if len(pending) >= 2 * workers:
+                if len(pending) >= 2 * n:
                     done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                     for fut in done:
                         finish(fut.result())
             for fut in cf.as_completed(pending):
                 finish(fut.result())
 
-    def map_score(self, pairs: Iterable, options, metrics: list) -> Iterator[tuple]:
-        """The scored rows ``(pair, values, error, original_vector, anonymized_vector)``, computed
-        in this process with ``metrics`` (group metrics accumulate in place)."""
-        from ..assess.score import score_stream
-
-        yield from score_stream(pairs, options, metrics)
+    def map_score(self, pairs: Iterable, options, metrics: list, *, stream: Callable[..., Iterator[tuple]],
+                  chunk: Callable[..., tuple], merge: Callable[[list, dict], None]) -> Iterator[tuple]:
+        """The scored rows ``stream(pairs, options, metrics)`` (``(pair, values, error,
+        original_vector, anonymized_vector)``), computed in this process: the group metrics in
+        ``metrics`` accumulate in place, so ``chunk`` and ``merge`` (the Ray engine's) are unused."""
+        yield from stream(pairs, options, metrics)

@@ -2,7 +2,7 @@
 
 The driver (the ``anonlens`` process) plans, takes the output folder's lock, journals every record
 the workers return and writes the manifest, exactly as with the local engine; the workers run
-:func:`anonlens.batch.process_file` on a few files per task (models load once per worker process:
+the function the caller maps (:func:`anonlens.batch.process_file` for a batch) on a few files per task (models load once per worker process:
 the anonymizer is cached per process) and write each output atomically on the shared file system.
 
 Faults: Ray retries a task whose worker died (``max_retries`` times). A batch that still fails is
@@ -21,12 +21,17 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from .. import runtime
+from .._version import __version__
 from ..errors import AnonlensError
+from ..io import is_video
 
-__all__ = ["RayEngine", "DEFAULT_FILES_PER_TASK", "DEFAULT_MAX_RETRIES"]
+__all__ = ["RayEngine", "DEFAULT_FILES_PER_TASK", "DEFAULT_MAX_RETRIES", "chunk_items"]
 
 DEFAULT_FILES_PER_TASK = 4
 DEFAULT_MAX_RETRIES = 2
@@ -41,8 +46,6 @@ def _token_available() -> bool:
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
     """One clear error at once when nothing listens at HOST:PORT (Ray itself retries for minutes)."""
-    import socket
-
     if address in ("auto",) or "://" in address:
         return
     host, sep, port = address.rpartition(":")
@@ -60,10 +63,6 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _probe() -> dict[str, Any]:
-    import sys
-
-    from .._version import __version__
-
     return {"anonlens": __version__, "python": sys.version.split()[0]}
 
 
@@ -73,8 +72,6 @@ _THREADS: list[int | None] = [None]
 def _prepare(paths: Iterable[str], cwd: str, threads: int) -> str | None:
     """Use ``threads`` threads; run in the driver's folder when a path is relative. Returns an
     error when the driver's folder does not exist on this node."""
-    from .. import runtime
-
     if _THREADS[0] != threads:
         runtime.set_num_threads(threads)
         _THREADS[0] = threads
@@ -85,26 +82,22 @@ def _prepare(paths: Iterable[str], cwd: str, threads: int) -> str | None:
     return None
 
 
-def _run_files(tasks: list, options: Any, cwd: str, threads: int, fn: Callable | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from ..batch import _record_base, process_file
-    from ..pipeline import cached_anonymizer
-
+def _run_files(tasks: list, options: Any, cwd: str, threads: int, fn: Callable,
+               loads: Callable[[], int] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     problem = _prepare([p for t in tasks for p in (t.src, t.dst, t.tmp_dir)], cwd, threads)
     if problem:
-        return [{**_record_base(t), "error": f"{t.src}: {problem}", "seconds": 0.0} for t in tasks], {"pid": os.getpid(), "loads": 0}
-    fn = fn or process_file
-    before = cached_anonymizer.cache_info().misses
+        return [t.failed(f"{t.src}: {problem}") for t in tasks], {"pid": os.getpid(), "loads": 0}
+    before = loads() if loads else 0
     records = [fn(t, options) for t in tasks]
-    return records, {"pid": os.getpid(), "loads": cached_anonymizer.cache_info().misses - before}
+    return records, {"pid": os.getpid(), "loads": (loads() - before) if loads else 0}
 
 
-def _run_scores(pairs: list, options: Any, cwd: str, threads: int) -> tuple[list[tuple], dict[str, Any], dict[str, Any]]:
-    from ..assess.score import score_chunk
-
+def _run_scores(pairs: list, options: Any, cwd: str, threads: int,
+                chunk: Callable) -> tuple[list[tuple], dict[str, Any], dict[str, Any]]:
     problem = _prepare([str(p) for pair in pairs for p in (pair.anonymized, pair.original) if p is not None], cwd, threads)
     if problem:
         return [(pair, {}, f"{pair.key}: {problem}", None, None) for pair in pairs], {}, {"pid": os.getpid()}
-    rows, states = score_chunk(pairs, options)
+    rows, states = chunk(pairs, options)
     return rows, states, {"pid": os.getpid()}
 
 
@@ -174,8 +167,6 @@ class RayEngine:
         return self
 
     def _check_workers(self, ray) -> None:
-        from .._version import __version__
-
         try:
             info = ray.get(ray.remote(_probe).options(name="anonlens.probe", max_retries=self.max_retries).remote(), timeout=300)
         except Exception as exc:
@@ -248,12 +239,14 @@ class RayEngine:
                 yield ("done", result)
 
     def map_files(self, todo: list, options, finish: Callable[[dict[str, Any]], None],
-                  on_frame: Callable[[str, int, int], None] | None = None, fn: Callable | None = None) -> None:
-        """``finish(record)`` for every task, in completion order (``on_frame`` is not reported
-        from remote workers)."""
+                  on_frame: Callable[[str, int, int], None] | None = None, *, fn: Callable,
+                  workers: Callable[[int, int], int] | None = None, loads: Callable[[], int] | None = None) -> None:
+        """``finish(fn(task, options))`` for every task, in completion order, run on the workers
+        (``on_frame`` is not reported from remote workers; ``workers`` is the local engine's: the
+        cluster's CPUs decide here). ``loads()``, called on a worker, counts the models it has
+        built so far (``model_loads`` in :meth:`describe`). A task that cannot run is recorded by
+        ``task.failed(reason)``."""
         import ray
-
-        from ..batch import _record_base
 
         options_ref = ray.put(options)
         cwd = os.getcwd()
@@ -261,11 +254,11 @@ class RayEngine:
         remote = ray.remote(_run_files).options(name="anonlens.files", num_cpus=1, max_retries=self.max_retries,
                                                 retry_exceptions=False)
         # a video takes long: one per task, so that it does not hold images back
-        units = _chunks(todo, self.files_per_task, alone=lambda t: _is_video(t.src))
-        for event in self._drive(units, lambda unit: remote.remote(unit, options_ref, cwd, threads, fn)):
+        units = chunk_items(todo, self.files_per_task, alone=lambda t: is_video(t.src))
+        for event in self._drive(units, lambda unit: remote.remote(unit, options_ref, cwd, threads, fn, loads)):
             if event[0] == "lost":
                 _, task, why = event
-                finish({**_record_base(task), "error": f"{task.src}: {why}", "seconds": 0.0})
+                finish(task.failed(f"{task.src}: {why}"))
                 continue
             records, meta = event[1]
             self._stats["pids"].add(meta["pid"])
@@ -273,39 +266,31 @@ class RayEngine:
             for rec in records:
                 finish(rec)
 
-    def map_score(self, pairs: Iterable, options, metrics: list) -> Iterator[tuple]:
-        """The scored rows, computed on the cluster, as chunks finish; the group metrics' states
-        are merged into ``metrics``."""
+    def map_score(self, pairs: Iterable, options, metrics: list, *, stream: Callable[..., Iterator[tuple]],
+                  chunk: Callable[..., tuple], merge: Callable[[list, dict], None]) -> Iterator[tuple]:
+        """The scored rows, ``chunk(pairs, options) -> (rows, states)`` on the cluster, as chunks
+        finish; ``merge(metrics, states)`` folds each chunk's group-metric states into ``metrics``
+        (``stream``, the in-process scorer, is the local engine's)."""
         import ray
 
-        from ..metrics import GroupMetric
-
-        groups = {m.name: m for m in metrics if isinstance(m, GroupMetric)}
         options_ref = ray.put(options)
         cwd = os.getcwd()
         threads = self.threads_per_worker or self._threads
         remote = ray.remote(_run_scores).options(name="anonlens.scores", num_cpus=1, max_retries=self.max_retries,
                                                  retry_exceptions=False)
-        units = _chunks(list(pairs), self.pairs_per_task or options.batch_size, alone=lambda p: _is_video(p.anonymized))
-        for event in self._drive(units, lambda unit: remote.remote(unit, options_ref, cwd, threads)):
+        units = chunk_items(list(pairs), self.pairs_per_task or options.batch_size, alone=lambda p: is_video(p.anonymized))
+        for event in self._drive(units, lambda unit: remote.remote(unit, options_ref, cwd, threads, chunk)):
             if event[0] == "lost":
                 _, pair, why = event
                 yield (pair, {}, f"{pair.key}: {why}", None, None)
                 continue
             rows, states, meta = event[1]
             self._stats["pids"].add(meta["pid"])
-            for name, state in states.items():
-                groups[name].merge_state(state)
+            merge(metrics, states)
             yield from rows
 
 
-def _is_video(path) -> bool:
-    from ..io import is_video
-
-    return is_video(path)
-
-
-def _chunks(items: list, size: int, *, alone: Callable[[Any], bool]) -> Iterator[list]:
+def chunk_items(items: list, size: int, *, alone: Callable[[Any], bool]) -> Iterator[list]:
     chunk: list = []
     for item in items:
         if alone(item):

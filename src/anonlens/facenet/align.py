@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import dlib
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -25,8 +26,6 @@ __all__ = ["chip_to_image_affine", "warp_chips"]
 
 def chip_to_image_affine(shape, *, size: int = CHIP_SIZE, padding: float = 0.25) -> np.ndarray:
     """The ``(2, 3)`` affine map from chip pixel ``(x, y, 1)`` to image pixel coordinates."""
-    import dlib
-
     details = dlib.get_face_chip_details(shape, size=size, padding=padding)
     rect, angle = details.rect, float(details.angle)
     cx, cy = (rect.left() + rect.right()) / 2.0, (rect.top() + rect.bottom()) / 2.0

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import AnonlensError, ImageReadError
-from .images import SUPPORTED_SUFFIXES, is_video
+from .formats import SUPPORTED_SUFFIXES, is_video
 
 __all__ = [
     "atomic_writer",

@@ -30,10 +30,19 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageFilter, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from ..errors import ImageReadError, ImageTooLargeError, ImageWriteError
 from .damage import jpeg_decode_errors
+from .files import read_regular_file
+from .formats import (  # noqa: F401  (re-exported: anonlens.io and batch import them from here)
+    FORMAT_BY_SUFFIX,
+    SUFFIX_BY_FORMAT,
+    SUPPORTED_SUFFIXES,
+    VIDEO_CONTAINERS,
+    VIDEO_SUFFIXES,
+    is_video,
+)
 from .metadata import EXIF_IFD, KEPT_EXIF_TAGS, srgb_icc_profile
 
 __all__ = [
@@ -57,28 +66,6 @@ __all__ = [
 DEFAULT_MAX_PIXELS = 100_000_000
 #: GIF is refused by its content, whatever the file's name, by the CLI and the service alike
 GIF_REFUSED = "GIF images are not supported: convert the file to PNG"
-FORMAT_BY_SUFFIX = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".jpe": "JPEG",
-    ".png": "PNG",
-    ".bmp": "BMP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-}
-SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
-#: video containers anonlens reads and writes (with the ``video`` extra; see :mod:`anonlens.video`):
-#: suffix -> (container format, the video codec written)
-VIDEO_CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
-                    ".mkv": ("matroska", "libx264"), ".avi": ("avi", "libx264"), ".webm": ("webm", "libvpx-vp9")}
-VIDEO_SUFFIXES = frozenset(VIDEO_CONTAINERS)
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names a video by its suffix."""
-    return os.path.splitext(str(path))[1].lower() in VIDEO_SUFFIXES
-SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 #: (magic bytes at offset, format); formats anonlens cannot read are named so they are not missed
 _MAGIC = (
     (0, b"\xff\xd8\xff", "JPEG"),
@@ -264,8 +251,6 @@ def decode_image(
     decode_errors = jpeg_decode_errors(data) if fmt in ("JPEG", "MPO") else []
     subsampling = None
     if fmt == "JPEG" and img.mode in ("RGB", "YCbCr"):
-        from PIL import JpegImagePlugin
-
         sampling = JpegImagePlugin.get_sampling(img)
         subsampling = sampling if sampling in (0, 1, 2) else None
     exif_bytes = _clean_exif(img) if keep_metadata else None
@@ -312,7 +297,6 @@ def decode_image(
     if img.mode == "1":
         # a 1-bit image is dithered or thresholded: seen at 8 bits after a light smoothing, a face
         # in it is as detectable as in the grey original (the 0/255 dots are not)
-        from PIL import ImageFilter
 
         img = img.convert("L").filter(ImageFilter.GaussianBlur(1.0))
         notes.append("1-bit image converted to smoothed 8-bit grayscale")
@@ -350,8 +334,6 @@ def read_image(
     keep_metadata: bool = False,
 ) -> LoadedImage:
     """Read ``path`` into a :class:`LoadedImage`; errors name the file."""
-    from .files import read_regular_file
-
     data = read_regular_file(path, max_bytes=max_input_bytes(max_pixels))
     return decode_image(data, name=path, max_pixels=max_pixels, keep_metadata=keep_metadata)
 

@@ -29,6 +29,8 @@ import re
 import struct
 import zlib
 
+from PIL import ExifTags, Image, ImageCms
+
 __all__ = ["container_segments", "metadata_segments", "metadata_problems", "KEPT_EXIF_TAGS", "EXIF_IFD", "GPS_IFD",
            "srgb_icc_profile", "embedded_icc_profiles"]
 
@@ -346,8 +348,6 @@ def _tag_name(tag: int) -> str:
 
 
 def _tiff_tags(data: bytes) -> list[str]:
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as img:
             names = [f"tag {_tag_name(t)}" for t in sorted(img.tag_v2.keys())]
@@ -396,8 +396,6 @@ def srgb_icc_profile() -> bytes:
     """The only colour profile anonlens writes: LittleCMS's standard sRGB profile (colour data,
     a description "sRGB built-in" and a copyright "No copyright, use freely"), its creation date
     fixed to 2000-01-01 so that it does not record when the image was processed."""
-    from PIL import ImageCms
-
     profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     profile[24:36] = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
     profile[84:100] = bytes(16)  # no profile ID (an MD5 that would cover the date)
@@ -485,8 +483,6 @@ def metadata_problems(data: bytes, *, keep_metadata: bool = False) -> list[str]:
 
 
 def _exif_problems(data: bytes, fmt: str) -> list[str]:
-    from PIL import ExifTags, Image
-
     try:
         with Image.open(io.BytesIO(data)) as img:
             exif = img.getexif()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..assess.pairs import COLUMN_ALIASES, safe_join
 from ..errors import AnonlensError
+from ..io import read_image
 
 __all__ = ["load_annotations", "check_images"]
 
@@ -60,8 +61,6 @@ def load_annotations(csv_path: str | os.PathLike, *, with_raw: bool = False):
 def check_images(df, root: str | os.PathLike, *, decode: bool = True) -> list[str]:
     """Problems with the image paths of ``df`` under ``root``: outside the root, missing, and
     (with ``decode``) unreadable. One line per problem, listed up front (not at epoch 37)."""
-    from ..io import read_image
-
     root = Path(root)
     problems = []
     for i, row in enumerate(df.itertuples(index=False), start=2):

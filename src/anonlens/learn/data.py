@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..assess.pairs import safe_join
 from ..io import read_image
@@ -15,8 +16,6 @@ __all__ = ["ImageCache", "PairDataset", "augment_pair", "normalize"]
 
 
 def _load_resized(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
-
     rgb = read_image(path).rgb
     # torchvision's Resize((size, size)) on a PIL image: bilinear with antialiasing, aspect not kept
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))

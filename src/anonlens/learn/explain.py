@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..errors import AnonlensError
+from .data import normalize
 from .models import ModelConfig
 from .scoring import CLASS_MIDPOINTS
 
@@ -64,10 +67,6 @@ class _Score(nn.Module):
 
 
 def _prepare(image: np.ndarray, config: ModelConfig) -> torch.Tensor:
-    from PIL import Image
-
-    from .data import normalize
-
     s = config.input_size
     arr = np.array(Image.fromarray(image).resize((s, s), Image.BILINEAR))  # a writable copy for torch
     return normalize(torch.from_numpy(arr).permute(2, 0, 1)[None], config.mean, config.std)
@@ -83,7 +82,6 @@ def gradcam(
     layer: nn.Module | None = None,
 ) -> np.ndarray:
     """Grad-CAM map (H, W) in [0, 1] at the anonymized image's size."""
-    import cv2
     from captum.attr import LayerAttribution, LayerGradCam
 
     if target not in ("raise", "lower"):
@@ -130,7 +128,5 @@ def _token_gradcam(scorer: nn.Module, layer: nn.Module, x: torch.Tensor) -> torc
 
 def overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
     """The heat map (JET colours) blended over the RGB image."""
-    import cv2
-
     colour = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)[:, :, ::-1]
     return np.uint8(np.clip((1 - alpha) * image.astype(np.float32) + alpha * colour.astype(np.float32), 0, 255))

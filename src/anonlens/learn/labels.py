@@ -21,9 +21,12 @@ from typing import Callable
 
 from ..errors import AnonlensError
 
-__all__ = ["LABEL_GRANULARITIES", "label_transform", "num_outputs", "label_index"]
+__all__ = ["LABEL_GRANULARITIES", "label_transform", "num_outputs", "label_index", "ORIGINAL_PATTERN"]
 
 LABEL_GRANULARITIES = {"mean": 1, "labels10": 10, "labels5": 5, "labels3": 3, "binary": 2}
+#: SemSim folders: the file names that mark each identity's original (the rest are its anonymized
+#: versions); here, not in :mod:`~anonlens.learn.semsim`, so that the CLI reads it without torch
+ORIGINAL_PATTERN = r"(?i)^(orig|original|gt|ground[_-]?truth)([_.-]|$)"
 
 
 def label_index(score: float, granularity: str) -> int:

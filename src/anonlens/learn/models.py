@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import AnonlensError
-from ..registry import Registry
+from ..registry import Registry, suggest
 from ..weights import load_state_dict, resolve_weights
 
 __all__ = ["BACKBONES", "MODELS", "build_backbone", "HA1Model", "HA2Model", "create_model", "ModelConfig"]
@@ -61,8 +61,6 @@ def build_backbone(arch: str, *, pretrained: bool = True, weights: str | None = 
     import torchvision
 
     if arch not in BACKBONES:
-        from ..registry import suggest
-
         raise AnonlensError(f"unknown backbone '{arch}'.{suggest(arch, list(BACKBONES))} Known: {', '.join(BACKBONES)}")
     model = getattr(torchvision.models, arch)(weights=None)
     if pretrained:

@@ -32,13 +32,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from ..errors import AnonlensError
 from ..io import atomic_writer, discover_inputs, read_image
+from ..stats import correlations
 from ..weights import load_state_dict
+from .checkpoint import read_model_files, write_model_files
+from .labels import ORIGINAL_PATTERN
 
 __all__ = [
     "SemSimConfig", "SemSimModel", "SemSimData", "SemSimTrainOptions", "load_semsim_folders", "train_semsim",
@@ -47,7 +52,6 @@ __all__ = [
 
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-ORIGINAL_PATTERN = r"(?i)^(orig|original|gt|ground[_-]?truth)([_.-]|$)"
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,6 @@ class SemSimModel(nn.Module):
 
     def to_uint8(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 RGB images -> ``(N, 3, S, S)`` uint8 (area-resized to the input size)."""
-        import cv2
-
         s = self.config.input_size
         arrs = [im if im.shape[:2] == (s, s) else cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in images]
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
@@ -125,15 +127,11 @@ class SemSimModel(nn.Module):
 
 
 def save_semsim(model: SemSimModel, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    from .checkpoint import write_model_files
-
     return write_model_files(model, path, {"kind": "semsim", "config": asdict(model.config), **(extra or {})})
 
 
 def load_semsim(path: str | os.PathLike) -> SemSimModel:
     """Load ``path.safetensors`` + ``path.json`` (a SemSim model); pickles are refused."""
-    from .checkpoint import read_model_files
-
     weights, doc = read_model_files(path, kind="semsim", what="SemSim model (made by `anonlens semsim train`)")
     c = doc["config"]
     model = SemSimModel(SemSimConfig(input_size=int(c["input_size"]), width=int(c["width"]), mean=tuple(c["mean"]), std=tuple(c["std"])))
@@ -302,8 +300,6 @@ def semsim_table(data: SemSimData, *, config_pattern: str = r"^(.*?)_[^_]*$"):
     """One row per reconstruction: original, reconstruction, recognised (1 in ``<id>/``, 0 in
     ``-<id>/``), id, and the attack configuration (first group of ``config_pattern`` on the file
     stem; default: everything before the last ``_``)."""
-    import pandas as pd
-
     pat = re.compile(config_pattern)
     rows = []
     for name, files in data.folders.items():
@@ -318,8 +314,6 @@ def semsim_table(data: SemSimData, *, config_pattern: str = r"^(.*?)_[^_]*$"):
 def set_level_correlation(table, metric: str = "semsim") -> dict:
     """The reference's set-level correlation: per configuration, human = 1 - recognised/total and
     the metric's mean; Spearman, Kendall and Pearson over the configurations."""
-    from ..assess.correlate import correlations
-
     g = table.groupby("config").agg(human=("recognised", lambda r: 1 - r.sum() / len(r)), value=(metric, "mean"), n=(metric, "size"))
     return {"level": "set", "metric": metric, **correlations(g["value"].to_numpy(dtype=float), g["human"].to_numpy(dtype=float)),
             "per_config": g.reset_index().to_dict(orient="records")}
@@ -327,7 +321,5 @@ def set_level_correlation(table, metric: str = "semsim") -> dict:
 
 def image_level_correlation(table, metric: str = "semsim") -> dict:
     """Per image: the metric against not-recognised (1 - recognised), so that positive = agrees."""
-    from ..assess.correlate import correlations
-
     return {"level": "image", "metric": metric,
             **correlations(table[metric].to_numpy(dtype=float), 1.0 - table["recognised"].to_numpy(dtype=float))}

@@ -23,8 +23,10 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
+from ..assess.correlate import correlations
 from ..errors import AnonlensError
 from ..io import atomic_writer
 from .checkpoint import save_checkpoint
@@ -149,8 +151,6 @@ def train(
     ``out_dir/best.{safetensors,json}``, log every epoch to ``out_dir/metrics.csv``, and save
     ``out_dir/last_state.pt`` (tensors and numbers only; loaded with ``weights_only=True``) so that
     ``resume=True`` continues an interrupted run where it stopped."""
-    from scipy import stats
-
     options = options or TrainOptions()
     device = choose_device(options.device)
     out = Path(out_dir)
@@ -293,8 +293,6 @@ def evaluate(model, config: ModelConfig, df, root, *, device: str = "cpu") -> di
     """Spearman/Kendall/Pearson of the model's scores against the human mean score, and, as the
     reference reports them, of its class index (classification) or sigmoid output (regression)
     against the transformed labels."""
-    from ..assess.correlate import correlations
-
     scores, raw = predict(model, config, df, root, device=device)
     human = df["score_mean"].to_numpy(dtype=np.float64)
     target = np.array([label_transform(config.labels, config.task)(s) for s in human], dtype=np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..registry import Registry
+from .agan import AganRatesMetric
 from .base import Metric, PairBatch
 from .classic import MSE, PSNR, SSIM
 from .detectability import FaceScore, PeopleKept, ResidualFace, UtilityOutside
@@ -60,8 +61,6 @@ _add("face-score", FaceScore, summary="No-reference: highest face-detector score
 _add("learned", LearnedScore, summary="A trained PerceptAnon HA1/HA2 checkpoint's score on the 1..10 scale (option checkpoint=).", extra="learn")
 _add("semsim", SemSimDistance, summary="A trained SemSim model's embedding distance original vs anonymized (option checkpoint=).", extra="learn")
 _add("fid", FID, level="group", offline=False, summary="Fréchet Inception distance per group (>= 2 images).", extra="learn")
-from .agan import AganRatesMetric  # noqa: E402  (numpy only until an embedder is built)
-
 _add("agan-rates", AganRatesMetric, level="group", summary="A-GAN's rates per group (value: share not anonymized; rank-1, shared identity) "
      "over person-crop embeddings, τ calibrated (option embedder=dlib-face|imagenet-mobilenet_v2|osnet_ain_x1_0).")
 _add("kid", KID, level="group", offline=False, summary="Kernel Inception distance per group (>= subset_size images).", extra="learn")

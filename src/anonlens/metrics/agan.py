@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import AnonlensError
+from ..generative.agan.evaluate import AGAN_EMBEDDERS, Embedder, evaluate_generated, person_crop
+from ..io import read_image
 from .group import GroupMetric
 
 __all__ = ["AganRatesMetric"]
@@ -27,8 +29,6 @@ class AganRatesMetric(GroupMetric):
 
     def __init__(self, *, embedder: Any = "dlib-face", tau: float | None = None, variant: str = "correct", training: str | None = None,
                  seed: int = 0, weights: str | None = None):
-        from ..generative.agan.evaluate import AGAN_EMBEDDERS, Embedder
-
         if isinstance(embedder, Embedder):  # injected (tests, your own re-identification model)
             self._emb = embedder
         else:
@@ -38,8 +38,6 @@ class AganRatesMetric(GroupMetric):
 
     @staticmethod
     def _crops(images) -> list[np.ndarray]:
-        from ..generative.agan.evaluate import person_crop
-
         arr = (images.detach().cpu().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         return [person_crop(a, (0, 0, a.shape[1], a.shape[0])) for a in arr]
 
@@ -49,9 +47,6 @@ class AganRatesMetric(GroupMetric):
         a.extend(self._crops(anonymized))
 
     def compute(self) -> dict[str, dict[str, Any]]:
-        from ..generative.agan.evaluate import evaluate_generated, person_crop
-        from ..io import read_image
-
         training = None
         if self.training:
             files = sorted(p for p in Path(self.training).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))

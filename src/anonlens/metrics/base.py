@@ -5,21 +5,29 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+
+from ..pool import MODELS
+from .functional import to_batch
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 __all__ = ["Metric", "PairBatch"]
 
+MODELS.define("metric-threads", size=1)
 
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
+
+def _new_threads() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="anonlens-metric")
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads per-pair metrics run on, one pool per process (the model pool's)."""
+    return MODELS.get("metric-threads", None, _new_threads)
 
 
 @dataclass
@@ -40,8 +48,6 @@ class PairBatch:
 
     def _tensor(self, which: str) -> Tensor:
         if which not in self._tensors:
-            from .functional import to_batch
-
             images = self.original_images if which == "original" else self.anonymized_images
             if images is None:
                 raise ValueError("this metric needs the original images (full-reference); none were given")
@@ -74,13 +80,16 @@ class Metric(ABC):
     - ``more_private``: ``"higher"`` or ``"lower"``: which direction means more anonymous, so
       that reports and correlation signs are derived, never guessed;
     - ``value_range``: ``(low, high)`` of the main value;
-    - ``columns``: the columns it adds to the per-pair table (the first is the main value).
+    - ``columns``: the columns it adds to the per-pair table (the first is the main value);
+    - ``stateful``: keeps something of each batch it measures (one run's data), so an instance is
+      never shared between runs (see :mod:`anonlens.pool`).
     """
 
     name: ClassVar[str] = ""
     full_reference: ClassVar[bool] = True
     more_private: ClassVar[Literal["higher", "lower"]] = "higher"
     value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    stateful: ClassVar[bool] = False
 
     @property
     def columns(self) -> list[str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
+from ..detectors import create_detector
+from ..pool import MODELS
 from ..regions import region_mask
+from ..verify import FaceVerifier
 from . import functional as F
 from .base import Metric, PairBatch
 from ..regions import box_iou
@@ -14,18 +15,26 @@ from ..regions import box_iou
 __all__ = ["ResidualFace", "UtilityOutside"]
 
 
-@lru_cache(maxsize=1)
-def _shared_face_detector():
-    from ..detectors import create_detector
+MODELS.define("face-detector", size=1)
+MODELS.define("face-verifier", size=1)
 
+
+def _build_face_detector():
     return create_detector("centerface", threshold=0.2)
 
 
-@lru_cache(maxsize=1)
-def _shared_verifier():
-    from ..verify import FaceVerifier
-
+def _build_verifier():
     return FaceVerifier()
+
+
+def _shared_face_detector():
+    """CenterFace at threshold 0.2, one per process (the model pool's)."""
+    return MODELS.get("face-detector", ("centerface", 0.2), _build_face_detector)
+
+
+def _shared_verifier():
+    """The verification's residual measurement, one per process (the model pool's)."""
+    return MODELS.get("face-verifier", None, _build_verifier)
 
 
 class _FaceRegions:
@@ -154,8 +163,6 @@ class PeopleKept(Metric):
     column_directions = {"people_kept": "lower"}
 
     def __init__(self, *, detector: str = "hog-person", iou: float = 0.5):
-        from ..detectors import create_detector
-
         self.detector = detector
         self.iou = float(iou)
         self._detector = create_detector(detector)

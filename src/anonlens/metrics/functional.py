@@ -18,6 +18,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING, Sequence
 
+import cv2
 import numpy as np
 
 if TYPE_CHECKING:
@@ -98,8 +99,6 @@ def _ssim_map_inplace(
     x: np.ndarray, y: np.ndarray, *, k1: float, k2: float, sigma: float, kernel_size: int, data_range: float, bufs
 ) -> np.ndarray:
     """SSIM map of float32 ``x``, ``y`` computed in the work arrays ``bufs``; returns one of them."""
-    import cv2
-
     mx, my, sxx, syy, sxy, t = bufs
     c1, c2 = mx.dtype.type((k1 * data_range) ** 2), mx.dtype.type((k2 * data_range) ** 2)
     k, border = (kernel_size, kernel_size), cv2.BORDER_REFLECT

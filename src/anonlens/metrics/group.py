@@ -11,23 +11,36 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+from ..pool import MODELS
 from . import functional as F
 
 __all__ = ["GroupMetric", "FID", "KID"]
 
+MODELS.define("fid-features", size=2)
+
+
+def _fid_features(build_options: dict[str, Any]) -> "torch.nn.Module":
+    """The FID InceptionV3 feature network, shared through the model pool (a stateless network);
+    with ``random_weights`` a new random one each time, as before."""
+    from .features import FIDInceptionV3
+
+    if build_options.get("random_weights"):
+        return FIDInceptionV3(**build_options)
+    return MODELS.get("fid-features", tuple(sorted(build_options.items())), lambda: FIDInceptionV3(**build_options))
+
 
 class GroupMetric:
-    """Collects features per group, then computes one value per group."""
+    """Collects features per group, then computes one value per group (stateful: one instance per
+    run; the feature network is shared through the model pool)."""
 
     name: ClassVar[str] = ""
     more_private: ClassVar[Literal["higher", "lower"]] = "higher"
     full_reference: ClassVar[bool] = True
     level: ClassVar[str] = "group"
+    stateful: ClassVar[bool] = True
 
     def __init__(self, *, feature: "torch.nn.Module | None" = None, batch_size: int = 32, **build_options):
-        from .features import FIDInceptionV3
-
-        self._feature = feature if feature is not None else FIDInceptionV3(**build_options)
+        self._feature = feature if feature is not None else _fid_features(build_options)
         self.feature_extractor = type(self._feature).__name__
         self.batch_size = int(batch_size)
         self._groups: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}

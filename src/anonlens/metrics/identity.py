@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, identity_distance
+from ..identity import DLIB_MATCH_THRESHOLD, face_embedder, identity_distance
 from ..regions import box_iou
 from .base import Metric, PairBatch
 
@@ -32,12 +32,13 @@ class IdentityRisk(Metric):
     more_private = "higher"
     value_range = (0.0, 2.0)
     column_directions = {"identity_distance": "higher", "identity_distance_at_position": "higher", "reidentified": "lower"}
+    stateful = True  # keeps every pair's descriptors (original_vectors, anonymized_vectors)
 
     def __init__(self, *, threshold: float = DLIB_MATCH_THRESHOLD, upsample: int = 1, embedder=None, engine: str = "auto",
                  device: str = "cpu"):
         self.threshold = float(threshold)
         self.upsample = int(upsample)
-        self._embedder = embedder or DlibFaceEmbedder(upsample=upsample, engine=engine, device=device)
+        self._embedder = embedder or face_embedder(upsample=upsample, engine=engine, device=device)  # pooled: models only
         #: which engine computes the descriptors (torch: anonlens' PyTorch build of dlib's network; dlib: dlib-bin)
         self.engine = getattr(self._embedder, "engine", "dlib")
         #: per pair, the embeddings kept for set-level rates (rank-1 against the gallery)

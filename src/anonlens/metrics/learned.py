@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .base import Metric, PairBatch
 
@@ -35,7 +36,6 @@ class LearnedScore(Metric):
 
     def _prepare(self, images):
         import torch
-        from PIL import Image
 
         from ..learn.data import normalize
 

@@ -15,15 +15,13 @@ from typing import Any, Literal
 import numpy as np
 
 from ..checks import check_positive
-from ..registry import Registry
 from ..regions import Region
 from . import functional as F
-from .base import Operator
+from .agan import AganOperator  # noqa: F401  (registers "agan"; numpy only until a generator is built)
+from .base import OPERATORS, Operator
 
 __all__ = ["Operator", "OPERATORS", "create_operator", "list_operators", "functional"]
 functional = F
-
-OPERATORS: Registry[Operator] = Registry("operator", check_types=True)
 
 
 def _relative(size: float, fraction: float, minimum: float = 1.0) -> float:
@@ -182,9 +180,3 @@ def create_operator(name: str, **options: Any) -> Operator:
 def list_operators() -> list[str]:
     return OPERATORS.names()
 
-
-
-from ..generative.agan.operator import AganOperator  # noqa: E402  (numpy only; torch when one is built)
-
-OPERATORS.add("agan", AganOperator, summary="A-GAN: a generated person in place of each person region (needs a trained generator).",
-              extra="learn", ranges={"feather": "[0, 0.5]", "seed": ">= 0"})

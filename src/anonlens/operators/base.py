@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..registry import Registry
 from ..regions import Region
 
-__all__ = ["Operator"]
+__all__ = ["Operator", "OPERATORS"]
 
 
 class Operator(ABC):
@@ -91,3 +92,7 @@ class Operator(ABC):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"
+
+
+#: the operators by name: each registers where it is defined (this package's ``__init__``, :mod:`.agan`)
+OPERATORS: Registry[Operator] = Registry("operator", check_types=True)

@@ -16,12 +16,20 @@ import base64
 import concurrent.futures
 import logging
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from typing import Any, List, Literal, Optional
 
 from .._version import __version__
+from ..assess.gate import check_images, gate_checker
+from ..detectors import DETECTORS
 from ..errors import AnonlensError, ImageReadError, ImageTooLargeError, OptionError, UnknownNameError
+from ..extras import has_extra
+from ..io import decode_image, sniff_format
+from ..io.images import GIF_REFUSED
+from ..operators import OPERATORS
+from ..options import parse_options
+from ..pipeline import MAX_MARGIN, SCOPES, AnonymizeConfig, anonymize_encoded, cached_anonymizer
 from .limits import DEFAULT_ALLOWED_HOSTS, AllowedHosts, Admission, BodyLimit, Busy, allowed_host
 
 __all__ = ["ServiceSettings", "create_app", "SUPPORTED_FORMATS"]
@@ -34,7 +42,6 @@ SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/pn
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
 #: verdicts for which the anonymized image is not returned
 _REFUSED = ("re-identified", "text-readable", "residual-face", "residual-text")
-SCOPES = ["face", "person", "body", "image", "text", "face,text", "person,text", "all"]
 
 _HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
@@ -82,33 +89,25 @@ def _raise_spool_limit(limit: int) -> None:
         MultiPartParser.spool_max_size = limit + 1
 
 
-def _options(pairs: list[str] | None, what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in pairs or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ServiceError(422, f"{what} option '{item}' must look like key=value")
-        out[key.strip()] = _value(value.strip())
-    return out
-
-
-def _value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+def _config(detector_option: list[str] | None, operator_option: list[str] | None, *, threshold: float | None,
+            seed: int | None, **fields: Any) -> AnonymizeConfig:
+    """The request's :class:`~anonlens.pipeline.AnonymizeConfig` (``fields``: scope, detector,
+    operator, ...). The ``key=value`` options are read by :func:`anonlens.options.parse_options`
+    (the CLI's grammar), typed by the detector's and the operator's registry entries; the form's
+    own ``threshold`` and ``seed`` go over them."""
+    base = AnonymizeConfig(**fields)
+    detector = DETECTORS.get(base.detector_name) if base.detector_name else None
+    det_opts = parse_options(detector_option, "detector", target=detector)
+    op_opts = parse_options(operator_option, "operator", target=OPERATORS.get(base.operator))
+    if threshold is not None:
+        det_opts["threshold"] = threshold
+    if seed is not None:
+        op_opts["seed"] = seed
+    return replace(base, detector_options=det_opts, operator_options=op_opts)
 
 
 async def _read_upload(upload, field: str, settings: ServiceSettings) -> bytes:
     """The whole upload, in memory; 413 over the limit, 415 for a type the service does not take."""
-    from ..io import sniff_format
-    from ..io.images import GIF_REFUSED
-
     if upload is None or not hasattr(upload, "read"):
         raise ServiceError(422, f"'{field}' must be an image file (multipart/form-data)")
     data = await upload.read(settings.max_upload_bytes + 1)
@@ -139,8 +138,6 @@ def _image_errors(field: str):
 
 def _decode(data: bytes, field: str, settings: ServiceSettings):
     """The decoded image (colour and alpha: the check measures both)."""
-    from ..io import decode_image
-
     with _image_errors(field):
         return decode_image(data, name=field, max_pixels=settings.max_pixels)
 
@@ -184,11 +181,8 @@ def create_app(settings: ServiceSettings | None = None):
     state: dict[str, Any] = {"ready": not settings.preload}
 
     def preload() -> None:
-        from ..assess.gate import _checker
-        from ..pipeline import AnonymizeConfig, cached_anonymizer
-
         cached_anonymizer(AnonymizeConfig())
-        _checker(0.6, 0.2, 0.5)
+        gate_checker(0.6, 0.2, 0.5)
         state["ready"] = True
 
     @asynccontextmanager
@@ -276,13 +270,9 @@ def create_app(settings: ServiceSettings | None = None):
 
     @app.get("/options", summary="What the API and the page accept", tags=["service"])
     def options() -> dict[str, Any]:
-        from ..detectors import DETECTORS
-        from ..extras import has_extra
-        from ..operators import OPERATORS
-
         ops = [n for n in OPERATORS.names() if not OPERATORS.get(n).tags.get("extra") or has_extra(OPERATORS.get(n).tags["extra"])]
         ops = [n for n in ops if n != "agan"]  # needs a generator checkpoint on the server's disk
-        return {"scopes": SCOPES, "operators": ops, "detectors": [n for n in DETECTORS.names() if n != "boxes"],
+        return {"scopes": list(SCOPES), "operators": ops, "detectors": [n for n in DETECTORS.names() if n != "boxes"],
                 "formats": sorted({_EXT[f] for f in SUPPORTED_FORMATS if f in _EXT}),
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                            "max_concurrent": settings.max_concurrent}}
@@ -305,14 +295,14 @@ def create_app(settings: ServiceSettings | None = None):
     )
     async def anonymize_endpoint(
         file: UploadFile = File(..., description="The image (JPEG, PNG, WebP, BMP, TIFF)"),
-        scope: str = Form("face", description="face, person, body, image, text, or combinations such as face,text"),
+        scope: str = Form("face", description=f"What to anonymize: {', '.join(SCOPES)} (all = person,text)"),
         operator: str = Form("blur", description="blur, pixelate, mask, noise, dp-pix, inpaint (see GET /options)"),
         detector: Optional[str] = Form(None, description="A detector name (default: centerface for faces, hog-person for bodies)"),
         threshold: Optional[float] = Form(None, allow_inf_nan=False, description="Detector score threshold: in (0, 1) for "
                                           "centerface and text; hog-person's is an SVM margin (0 by default). Out of the "
                                           "detector's range: 422"),
         shape: Optional[Literal["ellipse", "box", "mask", "auto"]] = Form(None),
-        margin: Optional[float] = Form(None, ge=0, le=2, description="Grow each region by this fraction of its size"),
+        margin: Optional[float] = Form(None, ge=0, le=MAX_MARGIN, description="Grow each region by this fraction of its size"),
         seed: Optional[int] = Form(None, description="Seed for the random operators"),
         on_empty: Literal["keep", "full"] = Form("keep", description="Nothing found: keep the image (verdict nothing-found: "
                                                                      "review it) or anonymize the whole frame"),
@@ -324,27 +314,16 @@ def create_app(settings: ServiceSettings | None = None):
                                                                          "the regions, the record and the verdict"),
     ):
         """Anonymize the image; return it in its own format, without metadata."""
-        from ..pipeline import AnonymizeConfig, anonymize_encoded
-
         data = await _read_upload(file, "file", settings)
-        det_opts = _options(detector_option, "detector")
-        op_opts = _options(operator_option, "operator")
-        if threshold is not None:
-            det_opts["threshold"] = threshold
-        if seed is not None:
-            op_opts["seed"] = seed
         if operator == "agan":
             raise ServiceError(422, "operator 'agan' needs a generator checkpoint on the server; use the CLI")
         try:
-            config = AnonymizeConfig(scope=scope, detector=detector, detector_options=det_opts, operator=operator,  # type: ignore[arg-type]
-                                     operator_options=op_opts, shape=shape, margin=margin, on_empty=on_empty, verify=verify)
+            config = _config(detector_option, operator_option, threshold=threshold, seed=seed, scope=scope, detector=detector,
+                             operator=operator, shape=shape, margin=margin, on_empty=on_empty, verify=verify)
         except (AnonlensError, ValueError, TypeError) as exc:
             raise ServiceError(422, str(exc)) from None
 
         def run():
-            from ..assess.gate import check_images
-            from ..pipeline import cached_anonymizer
-
             try:  # the detector and operator, built with the client's options (cached): a bad value is the client's
                 cached_anonymizer(config)
             except (OptionError, UnknownNameError, ValueError, TypeError) as exc:
@@ -354,7 +333,7 @@ def create_app(settings: ServiceSettings | None = None):
                                          jpeg_quality=settings.jpeg_quality)
             verdict = None
             if check:
-                verdict = check_images(made.original, made.image, text="text" in scope or scope == "all",
+                verdict = check_images(made.original, made.image, text=config.has_text,
                                        original_alpha=made.original_alpha, anonymized_alpha=made.alpha)
             return made, verdict
 
@@ -399,8 +378,6 @@ def create_app(settings: ServiceSettings | None = None):
     ) -> dict[str, Any]:
         """The release gate's verdict for one pair: per face in the original, the identity distance
         in the anonymized image and whether a face is still detected there."""
-        from ..assess.gate import check_images
-
         orig_data = await _read_upload(original, "original", settings)
         anon_data = await _read_upload(anonymized, "anonymized", settings)
 

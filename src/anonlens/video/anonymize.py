@@ -5,16 +5,22 @@ records out, ``pre_frames`` frames behind the input so that a track can be cover
 first detection; memory stays flat in the video's length). :func:`anonymize_video` reads a file,
 runs it and writes the result atomically, or nothing at all when anything fails.
 
-Per frame the photo pipeline applies: the scope's detectors (faces at every scale, people, text),
-the operator, the verification (each region re-detected and strengthened, then masked), and the
-face search of scopes that do not look for faces themselves. Random operators draw from one
-generator per track, seeded the same on every frame: a track's noise is the same on every frame,
-so averaging frames cannot wash it out.
+Frames go through the photos' anonymizer: on each detection frame :meth:`Anonymizer.find
+<anonlens.pipeline.Anonymizer.find>` (the scope's detectors: faces at every scale, people, text;
+with ``keep_text``, the text regions whose recognised text matches are split off, left readable
+and recorded as kept), and on every frame :meth:`Anonymizer.anonymize_found
+<anonlens.pipeline.Anonymizer.anonymize_found>` with the frame's tracked regions (the operator, the
+verification: each region re-detected and strengthened, then masked, and the face search of scopes
+that do not look for faces themselves). What is video's own: the tracker carries, fills and
+back-fills regions between frames, and random operators draw from one generator per track, seeded
+the same on every frame: a track's noise is the same on every frame, so averaging frames cannot
+wash it out.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import secrets
 import time
@@ -26,9 +32,10 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from ..errors import AnonlensError
-from ..pipeline import Anonymizer
-from ..regions import whole_image_region
-from .tracking import Tracker, TrackerConfig
+from ..pipeline import Anonymizer, Found, cached_anonymizer
+from ..regions import box_iou, whole_image_region
+from .io import VideoReader, VideoReadError, VideoWriter, frame_times
+from .tracking import Tracker, TrackerConfig, ranges
 
 __all__ = ["VideoOptions", "anonymize_frames", "anonymize_video"]
 
@@ -72,8 +79,10 @@ def anonymize_frames(
     detect_every: int = 1,
 ) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     """Anonymize ``frames`` ((H, W, 3) uint8 RGB, in order); yield ``(frame, record)`` per frame,
-    in order. ``record``: ``{"frame", "regions": [{"track", "how": detected|filled|before, "label",
-    "box", "verification"...}]}``. ``tracks_out`` (a list) receives the tracks at the end."""
+    in order. ``record``: ``{"frame", "regions": [{"track", "how": detected|filled|before|between|
+    whole-frame|verification, "label", "box", "verification"...}]}``, and with ``keep_text``
+    ``"kept_text"``: the text regions this frame's detection left readable (as for a photo).
+    ``tracks_out`` (a list) receives the tracks at the end."""
     if anonymizer.edi is not None:
         raise AnonlensError("EDI-Anon (--method edi) is for photos; use the uniform method for videos")
     if anonymizer.detector is not None and anonymizer.detector.name == "boxes":
@@ -84,14 +93,20 @@ def anonymize_frames(
     base = zlib.crc32(f"{seed}:{source or ''}".encode()) if seed is not None else secrets.randbits(32)
     buffer: collections.deque = collections.deque()
     for index, frame in enumerate(frames):
-        if anonymizer.detector is None:
-            found = []
-        elif index % detect_every:
-            found = None  # not a detection frame: the tracks carry over
+        kept: list[dict[str, Any]] = []
+        if anonymizer.detector is None:  # the image scope: every frame whole, nothing to track
+            regions, born = [], []
+            whole = [(whole_image_region(*frame.shape[:2]), "main", None, "whole-frame")]
         else:
-            found = anonymizer.detect_parts(frame, source=source)
-        regions, born = trk.update(index, found, frame.shape[:2])
-        entry = {"frame": index, "image": frame, "regions": [(r, p, t.id, how) for r, p, t, how in regions]}
+            whole = []
+            if index % detect_every:
+                found = None  # not a detection frame: the tracks carry over
+            else:
+                seen = anonymizer.find(frame, source=source)
+                found, kept = list(zip(seen.regions, seen.parts)), seen.kept_text
+            regions, born = trk.update(index, found, frame.shape[:2])
+        entry = {"frame": index, "image": frame, "kept_text": kept,
+                 "regions": whole + [(r, p, t.id, how) for r, p, t, how in regions]}
         first_region = {t.id: r for r, _, t, _ in regions}
         for t in born:  # cover the frames before its first detection that are still buffered
             for old in buffer:
@@ -107,21 +122,37 @@ def anonymize_frames(
 
 
 def _render(entry: dict[str, Any], anonymizer: Anonymizer, base: int, source: str | None) -> tuple[np.ndarray, dict[str, Any]]:
-    image = entry["image"]
-    out = image
-    records = []
-    if anonymizer.detector is None:  # the image scope: every frame whole
-        out, params = anonymizer.apply(image, [whole_image_region(*image.shape[:2])], parts=["main"],
-                                       rng=_track_rng(anonymizer, base, 0))
-        records += [{**p, "track": None, "how": "whole-frame"} for p in params]
-    for region, part, track_id, how in entry["regions"]:
-        out, params = anonymizer.apply(out, [region], parts=[part], rng=_track_rng(anonymizer, base, track_id))
-        records += [{**p, "track": track_id, "how": how} for p in params]
-    out, extra = anonymizer._face_search(out, source, _track_rng(anonymizer, base, 1 << 30))
-    records += [{**p, "track": None, "how": "verification"} for p in extra]
-    if out is image:
-        out = image.copy()
-    return out, {"frame": entry["frame"], "regions": records}
+    """One frame through :meth:`Anonymizer.anonymize_found` with its tracked regions, each drawing
+    from its track's generator (a whole frame from track 0's); the face search draws from its own."""
+    planned = entry["regions"]  # (region, part, track id or None, how)
+    found = Found([r for r, _, _, _ in planned], [p for _, p, _, _ in planned], kept_text=entry["kept_text"])
+    rngs = [_track_rng(anonymizer, base, track or 0) for _, _, track, _ in planned]
+    result = anonymizer.anonymize_found(entry["image"], found, source=source, rng=_track_rng(anonymizer, base, 1 << 30), rngs=rngs,
+                                        on_empty="keep")  # a video's nothing-found policy is the whole video's
+    entries = result.record["regions"]
+    records = [{**p, "track": track, "how": how} for p, (_, _, track, how) in zip(entries, planned)]
+    records += [{**p, "track": None, "how": "verification"} for p in entries[len(planned):]]
+    record: dict[str, Any] = {"frame": entry["frame"], "regions": records}
+    if "kept_text" in result.record:
+        record["kept_text"] = result.record["kept_text"]
+    return result.image, record
+
+
+def _add_kept_text(kept: list[dict[str, Any]], frame: int, entries: list[dict[str, Any]]) -> None:
+    """Merge a frame's kept text regions into ``kept``: one entry per text at one place (the same
+    text, IoU > 0.5 with the box where it was first kept): that first sighting's record, the
+    lowest confidence and the frames (a list, made ranges by :func:`_kept_text_record`)."""
+    for e in entries:
+        same = next((k for k in kept if k["text"] == e["text"] and box_iou(k["box"], e["box"]) > 0.5), None)
+        if same is None:
+            kept.append({**e, "frames": [frame]})
+        else:
+            same["frames"].append(frame)
+            same["confidence"] = min(same["confidence"], e["confidence"])
+
+
+def _kept_text_record(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**k, "frames": ranges(k["frames"])} for k in kept]
 
 
 def anonymize_video(
@@ -142,8 +173,6 @@ def anonymize_video(
     ``on_frame(done, total)`` reports progress (total 0 when the container does not say).
     Errors the decoder concealed (damaged packets) go into ``decode_errors``; with
     ``on_damaged="fail"`` they fail the video instead (nothing written)."""
-    from .io import VideoReader, VideoReadError, VideoWriter, frame_times
-
     started = time.perf_counter()
     suffix = Path(dst).suffix.lower()
     reader = VideoReader(src)
@@ -156,6 +185,7 @@ def anonymize_video(
     writer = None
     tracks: list = []
     counts = {"regions": 0, "filled": 0, "before": 0, "verification": {"passed": 0, "strengthened": 0, "masked": 0}}
+    kept: list[dict[str, Any]] = []
     times_in: list = []
     try:
         frames = reader.frames(keep_audio=options.keep_audio)
@@ -184,6 +214,7 @@ def anonymize_video(
                 v = r.get("verification")
                 if v is not None:
                     counts["verification"][v["action"]] = counts["verification"].get(v["action"], 0) + 1
+            _add_kept_text(kept, rec["frame"], rec.get("kept_text", []))
             if on_frame is not None:
                 on_frame(rec["frame"] + 1, reader.info.frames_declared)
         if writer is None:
@@ -207,6 +238,7 @@ def anonymize_video(
                       "tracker": asdict(options.tracker), "codec_out": writer.stream.codec_context.name},
             "tracks": [t.to_dict() for t in tracks],
             "regions_per_frame": counts,
+            **({"kept_text": _kept_text_record(kept)} if anonymizer.config.keep_text is not None else {}),
             "seconds_video": round(time.perf_counter() - started, 3),
             "fps": round(reader.decoded / max(time.perf_counter() - started, 1e-9), 2),
             **({"decode_errors": damage} if damage else {}),
@@ -216,14 +248,13 @@ def anonymize_video(
             return {**record, "status": "skipped", "nothing_found": True, "output": None}
         if nothing and on_empty == "full":  # nothing found: the whole of every frame, in a second pass
             tmp.unlink(missing_ok=True)
-            import dataclasses
-
-            from ..pipeline import cached_anonymizer
-
-            whole = cached_anonymizer(dataclasses.replace(anonymizer.config, scope="image", detector=None, detector_options=()))
+            whole = cached_anonymizer(dataclasses.replace(anonymizer.config, scope="image", detector=None, detector_options=(),
+                                                          keep_text=None))
             again = anonymize_video(src, dst, whole, options, tmp_dir=tmp_dir, on_empty="keep", source=source, on_frame=on_frame,
                                     max_pixels=max_pixels, on_damaged=on_damaged)
-            return {**again, "status": "full-frame", "nothing_found": True, "tracks": []}
+            # every pixel of every frame is anonymized: no text is left readable
+            return {**again, "status": "full-frame", "nothing_found": True, "tracks": [],
+                    **({"kept_text": []} if anonymizer.config.keep_text is not None else {})}
         os.replace(tmp, dst)
         return {**record, "status": "kept" if nothing else "anonymized", "nothing_found": nothing}
     except BaseException:

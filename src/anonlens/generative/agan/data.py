@@ -30,6 +30,7 @@ is written, and a ``prepare.json`` records the options and counts.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -37,12 +38,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from ...errors import AnonlensError
-from ...io import write_atomic
-from ...io.files import is_within
+from ...audit import dumps_strict
+from ...detectors.boxes import Boxes
+from ...errors import AnonlensError, ImageReadError
+from ...io import read_image, write_atomic
+from ...io.files import discover_inputs, is_within
+from .crops import crop_origin
 
 __all__ = ["PrepareOptions", "PrepareReport", "prepare_cityscapes", "prepare_from_boxes", "noise_fill", "crop_origin",
            "read_crop", "AganCrops", "PHASES"]
@@ -104,35 +109,11 @@ def noise_fill(image: np.ndarray, x: int, y: int, w: int, h: int, rng: np.random
     return out
 
 
-def crop_origin(x_mid: int, y_mid: int, width: int, height: int, size: int = 256) -> tuple[int, int, int, int]:
-    """The crop window ``(x1, y1, x2, y2)`` centred on the box centre, shifted inward at the frame's
-    borders, computed as the reference's ``compute_cropped_offsets`` (its result can be smaller
-    than ``size`` only when the frame is)."""
-    half = size // 2
-
-    def offsets(mid: int, extent: int) -> tuple[int, int]:
-        if mid < half:
-            lo = mid
-        elif mid > extent - half:
-            lo = size - (extent - mid)
-        else:
-            lo = half
-        return lo, size - lo
-
-    left, right = offsets(x_mid, width)
-    top, bottom = offsets(y_mid, height)
-    return max(0, x_mid - left), max(0, y_mid - top), x_mid + right, y_mid + bottom
-
-
 def _read_rgb(path: Path) -> np.ndarray:
-    from ...io import read_image
-
     return read_image(path).rgb
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(buf, format="PNG")
     return buf.getvalue()
@@ -246,8 +227,6 @@ def _write_frames(out: Path, frames: dict[str, tuple[Callable[[], np.ndarray], l
 
 
 def _finish(out: Path, report: PrepareReport, opts: PrepareOptions, source: dict[str, Any]) -> PrepareReport:
-    from ...audit import dumps_strict
-
     write_atomic(out / "prepare.json", dumps_strict({"options": asdict(opts), "source": source, **report.to_dict()}, indent=2).encode())
     return report
 
@@ -308,10 +287,6 @@ def prepare_from_boxes(images: str | os.PathLike, boxes: str | os.PathLike, outp
     """The same crops from a folder of images and a region file in anonlens' format (keys relative
     to ``images``; a region's ``box`` ``[x1, y1, x2, y2]`` becomes ``[x1, y1, x2-x1, y2-y1]``). Keys
     that match no image, unreadable images and invalid regions are listed before anything is written."""
-    from ...detectors.boxes import Boxes
-    from ...errors import ImageReadError
-    from ...io.files import discover_inputs
-
     opts = options or PrepareOptions()
     images, out = Path(images), Path(output)
     if not images.is_dir():
@@ -412,8 +387,6 @@ class AganCrops:
         return read_crop(p, self.root / "bbox" / self.phase / (p.stem + ".json"))
 
     def _geometry(self, real: np.ndarray, inp: np.ndarray, box, rng: random.Random):
-        import cv2
-
         s = real.shape[0]
         if s != self.size or self.augment:
             target = self.load_size if self.augment else self.size
@@ -441,8 +414,6 @@ class AganCrops:
         item = _tensors(real, inp, box, self.fill)
         item["name"] = self.paths[i].stem
         if self.small:
-            import cv2
-
             half = self.size // 2
             sbox = _resize_box(box, 0.5, half)
             small = _tensors(cv2.resize(real, (half, half), interpolation=cv2.INTER_AREA),

@@ -28,15 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 
 from ...errors import AnonlensError
+from ...identity import DlibFaceEmbedder
+from ...io import read_image
 from ...registry import Registry
-from ...weights import WeightSpec, WEIGHTS, register_weights
+from ...weights import WEIGHTS, WeightSpec, load_state_dict, register_weights, resolve_weights
+from ...stats import calibrate_threshold
 from .rates import agan_rates, cosine_distances
 
 __all__ = ["person_crop", "AGAN_EMBEDDERS", "Embedder", "augmented_pairs", "folder_pairs", "calibrate_tau", "evaluate_generated",
-           "evaluate_model", "REFERENCE_TAU"]
+           "REFERENCE_TAU"]
 
 #: the reference's threshold for OSNet-AIN (DukeMTMC-reID weights); never used for other embedders
 REFERENCE_TAU = 0.22
@@ -53,8 +57,6 @@ if "osnet-ain-x1-0" not in WEIGHTS:
 def person_crop(image: np.ndarray, box: Sequence[float], *, size: tuple[int, int] = CROP_HW) -> np.ndarray:
     """The reference's person crop: a 1:2 (width:height) window around ``box`` (grown on the short
     side, centred), black beyond the image, resized to ``size`` (H, W)."""
-    import cv2
-
     x1, y1, x2, y2 = (float(v) for v in box)
     w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
     if h < 2 * w:
@@ -108,7 +110,6 @@ _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _osnet(*, weights: str | None = None, device: str = "cpu") -> Embedder:
-    from ...weights import load_state_dict, resolve_weights
     from .osnet import OSNetAIN
 
     net = OSNetAIN()
@@ -123,8 +124,6 @@ def _osnet(*, weights: str | None = None, device: str = "cpu") -> Embedder:
 
 
 def _dlib(*, upsample: int = 2) -> Embedder:
-    from ...identity import DlibFaceEmbedder
-
     emb = DlibFaceEmbedder(upsample=upsample)
 
     def fn(crops):
@@ -152,8 +151,6 @@ AGAN_EMBEDDERS.add("imagenet-mobilenet_v2", _imagenet, summary="stand-in: Mobile
 
 
 def _jitter(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import cv2
-
     h, w = crop.shape[:2]
     s = rng.uniform(0.9, 1.1)
     tx, ty = rng.uniform(-0.05, 0.05) * w, rng.uniform(-0.05, 0.05) * h
@@ -186,8 +183,6 @@ def augmented_pairs(crops: list[np.ndarray], *, seed: int = 0, non_matches_per_c
 def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, limit_per_identity: int = 8):
     """``(a, b, same)`` from ``folder/<identity>/*`` person crops: every within-identity pair (up to
     ``limit_per_identity`` images each) and as many random cross-identity pairs."""
-    from ...io import read_image
-
     root = Path(folder)
     ids = sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
     if len(ids) < 2:
@@ -220,8 +215,6 @@ def folder_pairs(folder: str | os.PathLike, *, seed: int = 0, limit_per_identity
 
 def calibrate_tau(embedder: Embedder, a: list[np.ndarray], b: list[np.ndarray], same: Sequence[bool], *, decimals: int | None = 4) -> dict[str, Any]:
     """τ with the best F1 (``d <= τ`` means "same person") over the labelled pairs."""
-    from ...assess.score import calibrate_threshold
-
     ea, eb = embedder(a), embedder(b)
     ok = ~(np.isnan(ea).any(axis=1) | np.isnan(eb).any(axis=1))
     d = np.array([cosine_distances(ea[i : i + 1], eb[i : i + 1], decimals=decimals)[0, 0] for i in np.flatnonzero(ok)])
@@ -264,65 +257,3 @@ def evaluate_generated(originals: list[np.ndarray], generated: list[np.ndarray],
     rates = agan_rates(eo[ok], eg[ok], et, tau=float(tau), variant=variant, decimals=decimals)  # type: ignore[arg-type]
     out.update(rates.to_dict())
     return out
-
-
-def evaluate_model(generator, data: str | os.PathLike, *, embedder: Embedder, phase: str = "test", train_phase: str | None = "train",
-                   limit: int | None = None, tau: float | None = None, calibrate_on: str | None = None, variant: str = "correct",
-                   feature=None, fidelity: bool = True, seed: int = 0, feather: float = 0.1,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Generate a person for every ``phase`` crop of a prepared folder (box filled, generator
-    run, feathered paste-back), then :func:`evaluate_generated` on the person crops, plus FID/KID
-    between the real and generated crops (Inception weights, or ``feature``; skipped with the
-    reason when neither is available)."""
-    from .data import AganCrops
-    from .model import replace_people
-
-    ds = AganCrops(data, phase, augment=False, size=generator.size, limit=limit)
-    originals, generated, reals, fakes = [], [], [], []
-    for i in range(len(ds)):
-        real, _, box = ds.load(i)
-        mask = np.zeros(real.shape[:2], bool)
-        mask[box[1] : box[3], box[0] : box[2]] = True
-        fake = replace_people(real, mask, generator, feather=feather, seed=seed + i)
-        originals.append(person_crop(real, box))
-        generated.append(person_crop(fake, box))
-        reals.append(real)
-        fakes.append(fake)
-        if progress:
-            progress(i + 1, len(ds))
-    training = None
-    if train_phase:
-        tds = AganCrops(data, train_phase, augment=False, size=generator.size, limit=limit)
-        training = [person_crop(r, b) for r, _, b in (tds.load(i) for i in range(len(tds)))]
-    calibration, kind = None, "augmented"
-    if calibrate_on is not None:
-        calibration, kind = folder_pairs(calibrate_on, seed=seed), "identity-folder"
-    res = evaluate_generated(originals, generated, embedder, training=training, tau=tau, calibration=calibration,
-                             calibration_kind=kind, variant=variant, seed=seed)
-    res["phase"], res["persons"] = phase, len(ds)
-    if fidelity:
-        res["fidelity"] = _fidelity(reals, fakes, feature)
-    return res
-
-
-def _fidelity(reals: list[np.ndarray], fakes: list[np.ndarray], feature) -> dict[str, Any]:
-    import torch
-
-    from ...errors import WeightsUnavailableError
-    from ...metrics.group import FID, KID
-
-    try:
-        fid = FID(feature=feature)
-    except WeightsUnavailableError as exc:
-        return {"skipped": str(exc)}
-    kid = KID(feature=fid._feature, subset_size=min(50, len(reals)), subsets=50)
-
-    def t(images):
-        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
-
-    for i in range(0, len(reals), 16):
-        r, f = t(reals[i : i + 16]), t(fakes[i : i + 16])
-        fid.update("all", r, f)
-        kid.update("all", r, f)
-    return {"fid": fid.compute()["all"], "kid": kid.compute()["all"], "feature_extractor": fid.feature_extractor}
-

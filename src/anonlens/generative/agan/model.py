@@ -20,15 +20,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ...errors import AnonlensError
+from ...learn.checkpoint import read_model_files, write_model_files
 from ...weights import WeightSpec, WEIGHTS, load_state_dict, register_weights, resolve_weights
+from .config import preset as make_preset
 from .networks import AGAN_NETWORKS
-from .data import crop_origin
+from .crops import crop_origin
 
 __all__ = ["AganGenerator", "save_generator", "load_generator", "import_reference", "replace_people", "GENERATOR_WEIGHTS"]
 
@@ -83,8 +86,6 @@ def _paths(path: str | os.PathLike) -> Path:
 
 def save_generator(nets: dict[str, nn.Module], path: str | os.PathLike, *, config, extra: dict[str, Any] | None = None) -> Path:
     """Write the generators ``{"G1": ..., ["G2": ...]}`` of a training run as a model file pair."""
-    from ...learn.checkpoint import write_model_files
-
     holder = nn.ModuleDict(nets)
     cfg = config.to_dict()
     doc = {"kind": KIND, "preset": cfg["preset"], "stages": cfg["stages"], "ngf": cfg["ngf"], "dropout": cfg["dropout"],
@@ -95,8 +96,6 @@ def save_generator(nets: dict[str, nn.Module], path: str | os.PathLike, *, confi
 def load_generator(path: str | os.PathLike | None = None, *, device: str = "cpu") -> tuple[AganGenerator, dict[str, Any]]:
     """``(generator, document)`` from a model file pair; ``path`` None: the weights registry's
     ``agan-generator`` (an error naming the file and where it was looked for when it is missing)."""
-    from ...learn.checkpoint import read_model_files
-
     if path is None:
         path = resolve_weights(GENERATOR_WEIGHTS)
     weights, doc = read_model_files(_paths(path), kind=KIND, what="A-GAN generator",
@@ -128,8 +127,6 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], where) -> None:
 def import_reference(paths: list[str | os.PathLike], dest: str | os.PathLike, *, preset: str = "single-stage", ngf: int = 64) -> Path:
     """Import the reference's generator checkpoint(s) (``best_net_G.pth``; two-stage: G1 then G2)
     into an anonlens model file pair; ``weights_only=True``, a DataParallel ``module.`` prefix removed."""
-    from .train import preset as make_preset
-
     cfg = make_preset(preset, ngf=ngf)
     if len(paths) != len(cfg.stages):
         raise AnonlensError(f"preset {preset} has {len(cfg.stages)} generator(s); got {len(paths)} checkpoint file(s)")
@@ -148,8 +145,6 @@ def import_reference(paths: list[str | os.PathLike], dest: str | os.PathLike, *,
 
 def feathered_alpha(mask: np.ndarray, width: float) -> np.ndarray:
     """0 outside ``mask``, rising linearly over ``width`` px inside it to 1."""
-    import cv2
-
     if width <= 1:
         return mask.astype(np.float32)
     dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
@@ -174,8 +169,6 @@ def replace_people(image: np.ndarray, mask: np.ndarray, generator: AganGenerator
     """Replace the person inside ``mask`` (bool ``(H, W)``) of ``image`` (``(H, W, 3)`` uint8) with
     a generated one (module docstring); returns a new image. ``train_mode_bn`` keeps BatchNorm on
     the batch statistics with dropout on, as the reference's inference does; False is eval mode."""
-    import cv2
-
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return image.copy()

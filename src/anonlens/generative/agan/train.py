@@ -26,113 +26,32 @@ Inception weights when present, an injected feature extractor otherwise).
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
-from ...errors import AnonlensError
+from ...errors import AnonlensError, WeightsUnavailableError
 from ...io import write_atomic
+from ...metrics.features import FIDInceptionV3
+from ...metrics.group import FID, KID
+from .config import PRESETS, StageSpec, TrainConfig, preset  # noqa: F401  (re-exported: the tests import them from here)
+from .data import AganCrops
+from .model import save_generator
 from .networks import AGAN_NETWORKS
 
 __all__ = ["StageSpec", "TrainConfig", "PRESETS", "preset", "ImagePool", "AganTrainer", "train_agan", "set_requires_grad"]
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One generator with its two discriminators."""
-
-    generator: str  # AGAN_NETWORKS name
-    image_d: str
-    person_d: str
-    size: int  # working resolution (px)
-    conditional: bool  # the image D sees the input beside the output
-    lambda_l1: float
-    pool_image: int
-    pool_person: int
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run depends on (recorded in the checkpoints and ``config.json``)."""
-
-    preset: str
-    stages: tuple[StageSpec, ...]
-    epochs: int
-    epochs_decay: int
-    lr: float
-    clip: float
-    stage1_epochs: int = 0  # two-stage: epochs of stage 1 before stage 2 starts
-    pretrain_d_iters: int = 0  # two-stage: stage-2 iterations where only the stage-2 Ds step
-    beta1: float = 0.5
-    batch_size: int = 1
-    ngf: int = 64
-    ndf: int = 64
-    l1: Literal["all", "outside"] = "all"
-    update: Literal["single-forward", "reference"] = "single-forward"
-    fill: Literal["grey", "noise"] = "grey"
-    dropout: bool = True
-    decoder_noise: bool = True
-    amp: bool = True  # mixed precision (CUDA only; ignored elsewhere)
-    device: str = "cpu"
-    seed: int = 0
-    select_by: Literal["fid", "kid", "none"] = "fid"
-    num_val: int = 200
-    workers: int = 0
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise AnonlensError(f"batch size must be >= 1; got {self.batch_size}")
-        if self.l1 not in ("all", "outside"):
-            raise AnonlensError(f"l1 must be 'all' or 'outside'; got {self.l1!r}")
-        if self.update not in ("single-forward", "reference"):
-            raise AnonlensError(f"update must be 'single-forward' or 'reference'; got {self.update!r}")
-        if self.select_by not in ("fid", "kid", "none"):
-            raise AnonlensError(f"select_by must be fid, kid or none; got {self.select_by!r}")
-
-    @property
-    def total_epochs(self) -> int:
-        return self.epochs + self.epochs_decay
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        d["stages"] = tuple(StageSpec(**s) for s in d["stages"])
-        return cls(**d)
-
-
-_SINGLE = StageSpec("unet_256", "basic", "spp", 256, True, 100.0, 50, 50)
-PRESETS: dict[str, TrainConfig] = {
-    # the seed README's EXP_SINGLE_STAGE
-    "single-stage": TrainConfig("single-stage", (_SINGLE,), epochs=100, epochs_decay=100, lr=2e-4, clip=100.0),
-    # the seed README's EXP_TWO_STAGE
-    "two-stage": TrainConfig("two-stage", (StageSpec("unet_128", "basic_2", "spp_128", 128, True, 80.0, 0, 0),
-                                           StageSpec("unet_256_diff_map", "basic", "spp", 256, False, 80.0, 0, 0)),
-                             epochs=150, epochs_decay=50, lr=1.2e-4, clip=10.0, stage1_epochs=100, pretrain_d_iters=1000),
-}
-
-
-def preset(name: str, **overrides: Any) -> TrainConfig:
-    """A preset with some fields changed, e.g. ``preset("single-stage", ngf=8, epochs=1)``."""
-    from ...registry import suggest
-
-    if name not in PRESETS:
-        raise AnonlensError(f"unknown A-GAN preset '{name}'.{suggest(name, list(PRESETS))} Known: {', '.join(PRESETS)}")
-    try:
-        return replace(PRESETS[name], **overrides)
-    except TypeError as exc:
-        raise AnonlensError(f"A-GAN training option: {exc}") from None
 
 
 class ImagePool:
@@ -330,8 +249,6 @@ class AganTrainer:
             return self.stages[k].G(g_in).float()
 
     def _loader(self, ds, *, shuffle: bool):
-        from torch.utils.data import DataLoader
-
         gen = torch.Generator().manual_seed(self.cfg.seed + self.epoch)
         return DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=shuffle, generator=gen, drop_last=False,
                           num_workers=self.cfg.workers, collate_fn=_collate)
@@ -339,15 +256,12 @@ class AganTrainer:
     def validate(self, val_ds, feature: nn.Module | None, stage: int | None = None) -> dict[str, Any]:
         """FID/KID (``select_by``) between the validation crops and stage ``stage``'s (default: the
         current one's) output on them."""
-        from ...metrics.group import FID, KID
-
         if self.cfg.select_by == "none" or val_ds is None:
             return {}
         metric = (FID if self.cfg.select_by == "fid" else KID)(feature=feature, **({} if self.cfg.select_by == "fid" else
                                                                                  {"subset_size": min(50, len(val_ds)), "subsets": 20}))
         k = self.stage_index() if stage is None else stage
         key = "real_small" if len(self.stages) == 2 and k == 0 else "real"
-        from torch.utils.data import DataLoader
 
         state = torch.random.get_rng_state()
         torch.manual_seed(self.cfg.seed + 7919)  # the same noise at every validation
@@ -417,15 +331,11 @@ class AganTrainer:
         return {"epochs": self.epoch, "best": self.best, "history": self.history, "output": str(out)}
 
     def _save_generators(self, path: Path, row: dict[str, Any]) -> None:
-        from .model import save_generator
-
         save_generator({f"G{i + 1}": s.G for i, s in enumerate(self.stages)}, path, config=self.cfg, extra={"epoch": self.epoch, "metrics": row})
 
     def save_state(self, path: str | os.PathLike) -> None:
         """Everything needed to resume: weights, optimizers, schedulers, pools, random states.
         Plain tensors and numbers only, so it loads with ``weights_only=True``."""
-        import io
-
         state = {
             "config": json.dumps(self.cfg.to_dict()),
             "epoch": self.epoch, "iteration": self.iteration, "best": json.dumps(self.best),
@@ -444,8 +354,6 @@ class AganTrainer:
     @classmethod
     def resume(cls, path: str | os.PathLike, *, device: str | None = None) -> "AganTrainer":
         """A trainer restored from :meth:`save_state`'s file (``weights_only=True``)."""
-        import pickle
-
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -479,9 +387,6 @@ class AganTrainer:
 def default_feature() -> nn.Module:
     """The FID Inception network from the weights registry; its absence is an error that names
     the file and the way out (``select_by="none"``)."""
-    from ...errors import WeightsUnavailableError
-    from ...metrics.features import FIDInceptionV3
-
     try:
         return FIDInceptionV3()
     except WeightsUnavailableError as exc:
@@ -501,8 +406,6 @@ def train_agan(data: str | os.PathLike, output: str | os.PathLike, config: Train
                epochs: int | None = None, progress=None) -> dict[str, Any]:
     """Train on a folder made by ``anonlens agan prepare`` (``train`` crops; ``val`` crops choose
     the best checkpoint). ``resume`` goes on from ``output/latest.pt`` (same data, the stored config)."""
-    from .data import AganCrops
-
     out = Path(output)
     if config.select_by != "none" and feature is None:
         feature = default_feature()
