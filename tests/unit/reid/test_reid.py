@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -210,29 +209,25 @@ def test_arcface_alignment_puts_the_eyes_on_the_template():
 
 
 def _export_onnx(path, size: int = 112) -> str:
-    """A tiny random-weight recogniser (3 x size x size -> 128) as ONNX (torch's TorchScript exporter)."""
-    torch = pytest.importorskip("torch")
-    try:
-        import onnx  # noqa: F401
-    except ImportError:  # the exporter needs the onnx package only to add onnx-script functions: this net has none
-        from torch.onnx._internal.torchscript_exporter import onnx_proto_utils
+    """A tiny random-weight recogniser (N x 3 x size x size -> N x 128) written with the onnx package:
+    conv 5x5 stride 4, ReLU, global average pool, a 128-wide linear layer."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-        mp = pytest.MonkeyPatch()
-        mp.setattr(onnx_proto_utils, "_add_onnxscript_fn", lambda proto, opsets: proto)
-    else:
-        mp = None
-    torch.manual_seed(0)
-    pool = (size - 5) // 4 + 1
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, stride=4), torch.nn.ReLU(), torch.nn.AvgPool2d(pool // 3),
-                              torch.nn.Flatten(), torch.nn.Linear(8 * 3 * 3, 128)).eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is the legacy one
-            torch.onnx.export(net, torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["x"],
-                              output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
-    finally:
-        if mp is not None:
-            mp.undo()
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(0, 0.1, (8, 3, 5, 5)).astype(np.float32), "w"),
+               numpy_helper.from_array(np.zeros(8, np.float32), "b"),
+               numpy_helper.from_array(rng.normal(0, 0.3, (8, 128)).astype(np.float32), "fc")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], strides=[4, 4]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc"], ["y"])]
+    graph = helper.make_graph(nodes, "tiny-recogniser", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 128])], initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
     return str(path)
 
 
