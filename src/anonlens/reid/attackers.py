@@ -26,8 +26,11 @@ import threading
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import cv2
+import dlib
 import numpy as np
+import openvino as ov
 
+from .. import runtime
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD, DlibFaceEmbedder, face_embedder
 from ..pool import MODELS
@@ -92,8 +95,6 @@ class DlibAttacker:
         self.embedder = embedder if embedder is not None else face_embedder(upsample=1)
 
     def chip(self, image: np.ndarray, location: FaceLocation) -> np.ndarray:
-        import dlib
-
         view = view_of(image, location)
         x1, y1, x2, y2 = location.face_box
         shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2 - 1, y2 - 1),
@@ -162,10 +163,6 @@ ONNX_RECOGNIZER = register_weights(WeightSpec(
 def _compile_onnx(path: str) -> tuple[Any, bool]:
     """The OpenVINO model for ``path`` with a free batch size when the graph allows it (else 1),
     after checking its input is ``(N, 3, 112, 112)``."""
-    import openvino as ov
-
-    from .. import runtime
-
     core = ov.Core()
     try:
         model = core.read_model(path)
