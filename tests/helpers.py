@@ -322,3 +322,13 @@ def tiny_features():
             return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
 
     return TinyFeatures()
+
+
+def package_modules(src: Path, package: str) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` file of ``package`` under ``src`` (a package by
+    its own name): what the architecture tests walk."""
+    out = {}
+    for path in (Path(src) / package).rglob("*.py"):
+        name = ".".join(path.relative_to(src).with_suffix("").parts)
+        out[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
+    return out

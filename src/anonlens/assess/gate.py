@@ -53,7 +53,7 @@ from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD, face_embedder, identity_distance, match_distances_many
 from ..io import is_video, read_image
 from ..io.images import composite_views
-from ..pipeline import normalize_scope
+from ..pipeline import parse_scope
 from ..pool import MODELS
 from ..regions import box_iou
 from ..verify import FaceVerifier
@@ -159,7 +159,7 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
         doc = json.loads(find_manifest(manifest_path).read_text(encoding="utf-8"))
         scope = (doc.get("options", {}).get("anonymize") or {}).get("scope", "face")
         records = {str(Path(r["output"])): r for r in doc.get("images", []) if r.get("output")}
-        has_text = normalize_scope(scope).endswith("text")
+        has_text = "text" in parse_scope(scope)
     except (AnonlensError, ValueError, OSError):
         has_text = False
     for pair in pairs:

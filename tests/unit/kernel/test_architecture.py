@@ -11,18 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import package_modules as _modules
+
 ROOT = Path(__file__).resolve().parents[3]  # tests/unit/kernel/ -> the repository
 SRC = ROOT / "src"
 PACKAGE = "anonlens"
-
-
-def _modules(src: Path, package: str) -> dict[str, Path]:
-    """Dotted module name -> file, for every ``.py`` file of ``package`` (a package by its own name)."""
-    out = {}
-    for path in (src / package).rglob("*.py"):
-        name = ".".join(path.relative_to(src).with_suffix("").parts)
-        out[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
-    return out
 
 
 def _targets(module: str, node: ast.Import | ast.ImportFrom, is_package: bool) -> list[str]:

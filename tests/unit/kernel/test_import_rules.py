@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import package_modules as _modules
+
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 SRC = ROOT / "src"
 PACKAGE = "anonlens"
@@ -50,14 +52,6 @@ COMMAND_IMPLEMENTATIONS = {
     "anonlens.generative.agan.data": "agan prepare",
     "anonlens.service": "serve (the service extra's app)",
 }
-
-
-def _modules(src: Path, package: str) -> dict[str, Path]:
-    out = {}
-    for path in (src / package).rglob("*.py"):
-        name = ".".join(path.relative_to(src).with_suffix("").parts)
-        out[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
-    return out
 
 
 def _is_type_checking(node: ast.If) -> bool:
