@@ -66,12 +66,20 @@ def test_check_gates_a_release(tmp_path, astronaut, no_face_image):
     result = json.loads(r.stdout)
     assert r.exit_code == 1 and result["verdict"] == "fail" and result["faces"] >= 1
     verdicts = {Path(i["anonymized"]).name: i["verdict"] for i in result["per_image"]}
-    assert verdicts == {"a.png": "passed", "empty.png": "nothing-found"}
+    # the name tag (EILEEN M. COLLINS) is still readable after a face-only run: plain check says so (issue 27)
+    assert verdicts == {"a.png": "text-readable", "empty.png": "nothing-found"}
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--json", "--no-text"])
+    result = json.loads(r.stdout)
+    verdicts = {Path(i["anonymized"]).name: i["verdict"] for i in result["per_image"]}
+    assert verdicts == {"a.png": "passed", "empty.png": "nothing-found"} and result["text_checked"] is False
     assert result["failing"] == [str(tmp_path / "out" / "empty.png")]
-    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q"])
+    face = next(f for i in result["per_image"] for f in i["faces"])
+    assert face["identity"] == "measured by dlib" and face["attacker"] == "dlib" and face["reidentified"] is False
+    assert result["reid_rate"] == 0.0 and result["identity_tests"]["measured by dlib"] >= 1 and "reid_rate@0.6" in result
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--no-text"])
     assert r.exit_code == 1 and f"nothing-found {tmp_path / 'out' / 'empty.png'}:" in r.stdout and "FAIL" in r.stdout
     (tmp_path / "reviewed.txt").write_text(f"# looked at it: a coffee cup\n{src / 'empty.png'}\n")
-    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--reviewed", str(tmp_path / "reviewed.txt")])
+    r = runner.invoke(app, ["check", str(tmp_path / "out"), "-q", "--no-text", "--reviewed", str(tmp_path / "reviewed.txt")])
     assert r.exit_code == 0 and "PASS" in r.stdout, r.stdout
     # a weakly blurred real face (verification switched off) fails and is named
     (tmp_path / "weak").mkdir()
@@ -122,6 +130,11 @@ def test_anonymize_assess_and_report(tmp_path, astronaut, no_face_image):
     assert "<svg" in page and "contains thumbnails of the original" in page
     # the release gate's verdict at the top, a badge per image, utility labelled as utility
     assert "Release verdict: FAIL" in page and "<span class='badge nothing-found'>nothing-found</span>" in page
+    # the astronaut's name tag is still readable after a face-only run: the report says so by default (issue 27)
+    assert page.count("<span class='badge text-readable'>text-readable</span>") == 4  # in the list and in the table
+    r = runner.invoke(app, ["report", str(default_audit_dir(out) / "assessment"), "-o", str(html_path), "--no-text"])
+    assert r.exit_code == 0, r.output
+    page = html_path.read_text()
     assert page.count("<span class='badge passed'>passed</span>") == 2
     assert "ssim_outside (utility)" in page and "no face found in the output" in page
     r = runner.invoke(app, ["report", str(default_audit_dir(out) / "assessment"), "-o", str(html_path), "--no-originals"])
@@ -156,3 +169,43 @@ def test_no_reference_scoring_needs_no_original(tmp_path, astronaut, no_face_ima
     assert r.exit_code == 0, r.output
     df = pd.read_csv(tmp_path / "s" / "scores.csv").set_index("key")
     assert df.loc["face.png", "face_score"] > 0.5 and df.loc["none.png", "face_score"] == 0.0
+
+
+@pytest.mark.slow
+def test_check_score_and_report_agree_on_one_folder(tmp_path, astronaut):
+    """One assessment, several views: on one folder `check --json`, `score` and `report` give the
+    same re-identification rate and the same per-image verdicts (issue 27)."""
+    orig, anon = tmp_path / "o", tmp_path / "a"
+    orig.mkdir()
+    anon.mkdir()
+    masked = astronaut.copy()
+    masked[40:200, 160:290] = 0
+    outputs = {"same.png": astronaut, "weak.png": cv2.GaussianBlur(astronaut, (0, 0), 1), "masked.png": masked,
+               "black.png": np.zeros_like(astronaut)}
+    for name, img in outputs.items():
+        (orig / name).write_bytes(encode(astronaut))
+        (anon / name).write_bytes(encode(img))
+    r = runner.invoke(app, ["check", str(anon), "--original", str(orig), "-q", "--json", "--no-text"])
+    gate = json.loads(r.stdout)
+    assert r.exit_code == 1
+    check_reid = {Path(i["anonymized"]).name: any(f["reidentified"] for f in i["faces"]) for i in gate["per_image"]}
+    assert check_reid == {"same.png": True, "weak.png": True, "masked.png": False, "black.png": False}
+    r = runner.invoke(app, ["score", "-a", str(anon), "--original", str(orig), "-o", str(tmp_path / "s"), "-q", "--json",
+                            "--metrics", "ssim,identity"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)["summary"]
+    assert summary["reid_rate"] == gate["reid_rate"] == 0.5 and summary["faces_measured"] == gate["faces_measured"]
+    assert summary["reid_rate@0.6"] == gate["reid_rate@0.6"] and summary["identity_tests"] == gate["identity_tests"]
+    df = pd.read_csv(tmp_path / "s" / "scores.csv")
+    score_reid = {Path(a).name: bool(v) for a, v in zip(df["anonymized"], df["reidentified"])}
+    assert score_reid == check_reid
+    gate_verdicts = {Path(i["anonymized"]).name: i["verdict"] for i in gate["per_image"]}
+    assert {Path(a).name: v for a, v in zip(df["anonymized"], df["identity_verdict"])} == gate_verdicts
+    (tmp_path / "gate.json").write_text(json.dumps(gate))
+    for extra in (["--gate", str(tmp_path / "gate.json")], ["--no-text"]):  # the gate's file, and the gate run by the report
+        r = runner.invoke(app, ["report", str(tmp_path / "s"), "-o", str(tmp_path / "r.html"), "-q", *extra])
+        assert r.exit_code == 0, r.output
+        page = (tmp_path / "r.html").read_text()
+        assert "re-identification rate 0.500 (2 of" in page
+        assert page.count("<span class='badge re-identified'>re-identified</span>") == 4  # in the list and in the table, twice
+        assert page.count("<span class='badge passed'>passed</span>") == 2

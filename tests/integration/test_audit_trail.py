@@ -30,12 +30,12 @@ def photos(tmp_path, astronaut, no_face_image):
 
 
 def anonymize(*args):
-    return runner.invoke(app, ["anonymize", *map(str, args), "-q", "--on-empty", "keep"])
+    return runner.invoke(app, ["anonymize", *map(str, args), "-q", "--on-empty", "keep", "--on-text", "accept"])
 
 
 def test_release_folder_holds_only_anonymized_images(photos, tmp_path):
     out = tmp_path / "out"
-    r = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--on-empty", "keep", "--assess", "--json"])
+    r = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--on-empty", "keep", "--on-text", "accept", "--assess", "--json"])
     assert r.exit_code == 0, r.output
     released = tree_files(out)
     assert sorted(released) == ["a.png", "c.png", "sub/b.jpg"]  # no manifest, journal, scores or temporary files
@@ -98,7 +98,7 @@ def test_resume_with_other_options_is_refused_naming_them(photos, tmp_path):
     out = tmp_path / "out"
     assert anonymize(photos, "-o", out).exit_code == 0
     before = tree_files(out)
-    r = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--resume", "--on-empty", "full", "-p", "strength=0.5"])
+    r = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--resume", "--on-empty", "full", "--on-text", "accept", "-p", "strength=0.5"])
     assert r.exit_code == 2, r.output
     assert "only with the same options" in r.output and "on_empty: 'keep' -> 'full'" in r.output
     assert "operator_options.strength" in r.output
@@ -109,7 +109,7 @@ def test_resume_reverifies_outputs_and_redoes_a_tampered_one(photos, tmp_path):
     out = tmp_path / "out"
     assert anonymize(photos, "-o", out).exit_code == 0
     (out / "a.png").write_bytes((photos / "a.png").read_bytes())  # someone put the original back
-    r = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--resume", "--on-empty", "keep", "--json"])
+    r = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--resume", "--on-empty", "keep", "--on-text", "accept", "--json"])
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
     assert payload["summary"]["resumed"] == 2 and payload["summary"]["anonymized"] == 1
@@ -121,7 +121,7 @@ def test_resume_reverifies_outputs_and_redoes_a_tampered_one(photos, tmp_path):
     assert by_name["a.png"]["output_sha256"] == tree_hashes(out)["a.png"]
     assert by_name["c.png"]["status"] == "resumed" and by_name["c.png"]["resumed_from"]
     # resuming again: everything verifies, nothing is reported replaced twice
-    again = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--resume", "--on-empty", "keep", "--json"])
+    again = runner.invoke(app, ["anonymize", str(photos), "-o", str(out), "-q", "--resume", "--on-empty", "keep", "--on-text", "accept", "--json"])
     assert json.loads(again.stdout)["summary"]["resumed"] == 3 and json.loads(again.stdout)["replaced_outputs"] == []
 
 

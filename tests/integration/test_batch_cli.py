@@ -42,7 +42,7 @@ def mixed_folder(tmp_path, astronaut, no_face_image):
 def test_cli_end_to_end_good_and_bad_files(mixed_folder, tmp_path):
     before = tree_hashes(mixed_folder)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["anonymize", str(mixed_folder), "-o", str(out), "--json", "-q", "-j", "1"])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(mixed_folder), "-o", str(out), "--json", "-q", "-j", "1"])
     assert result.exit_code == 1, result.output  # some images failed
     payload = json.loads(result.stdout)
     s = payload["summary"]
@@ -82,7 +82,7 @@ def test_cli_end_to_end_good_and_bad_files(mixed_folder, tmp_path):
 def test_cli_table_summary_and_review_list(mixed_folder, tmp_path):
     """Nothing found is not success: with the default policy the image is named and the exit code
     is 3 (review needed); a policy chosen explicitly is the user's decision (exit 0)."""
-    args = ["anonymize", str(mixed_folder / "noface.png"), str(mixed_folder / "a.jpg"), "-q"]
+    args = ["anonymize", "--on-text", "accept", str(mixed_folder / "noface.png"), str(mixed_folder / "a.jpg"), "-q"]
     result = runner.invoke(app, args + ["-o", str(tmp_path / "o")])
     assert result.exit_code == 3, result.output
     assert "anonymized" in result.stdout and "review" in result.stdout and f"  {mixed_folder / 'noface.png'}" in result.stdout.splitlines()
@@ -97,23 +97,23 @@ def test_cli_table_summary_and_review_list(mixed_folder, tmp_path):
 
 
 def test_refuses_to_write_into_an_input_folder(mixed_folder):
-    result = runner.invoke(app, ["anonymize", str(mixed_folder), "-o", str(mixed_folder / "anon")])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(mixed_folder), "-o", str(mixed_folder / "anon")])
     assert result.exit_code == 2
     assert "refusing to write into the input folder" in result.output
     assert not (mixed_folder / "anon").exists()
 
 
 def test_explicit_non_image_file_is_an_error(tmp_path, mixed_folder):
-    result = runner.invoke(app, ["anonymize", str(mixed_folder / "notes.txt"), "-o", str(tmp_path / "o"), "--json", "-q"])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(mixed_folder / "notes.txt"), "-o", str(tmp_path / "o"), "--json", "-q"])
     assert result.exit_code == 1
     assert "unsupported file type .txt" in json.loads(result.stdout)["failed"][0]["error"]
 
 
 def test_unknown_names_fail_before_any_file_is_touched(mixed_folder, tmp_path):
-    result = runner.invoke(app, ["anonymize", str(mixed_folder), "-o", str(tmp_path / "o"), "--operator", "pixelat"])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(mixed_folder), "-o", str(tmp_path / "o"), "--operator", "pixelat"])
     assert result.exit_code == 2 and "Did you mean 'pixelate'" in result.output
     assert not (tmp_path / "o").exists()
-    result = runner.invoke(app, ["anonymize", str(mixed_folder), "-o", str(tmp_path / "o"), "-p", "strenght=1"])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(mixed_folder), "-o", str(tmp_path / "o"), "-p", "strenght=1"])
     assert result.exit_code == 2 and "Did you mean 'strength'" in result.output
 
 
@@ -124,10 +124,10 @@ def test_existing_files_are_refused_unless_overwrite(tmp_path, astronaut):
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"precious")
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "--json", "-q"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(out), "--json", "-q"])
     assert r.exit_code == 2 and "not empty" in r.output
     assert (out / "a.png").read_bytes() == b"precious"
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "--json", "-q", "--overwrite"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(out), "--json", "-q", "--overwrite"])
     assert r.exit_code == 0 and json.loads(r.stdout)["summary"]["anonymized"] == 1
     assert (out / "a.png").read_bytes() != b"precious"
 
@@ -152,7 +152,7 @@ def test_user_boxes_end_to_end(tmp_path, no_face_image):
     src.mkdir()
     (src / "c.png").write_bytes(encode(no_face_image))
     (tmp_path / "boxes.json").write_text(json.dumps({"c.png": [{"box": [10, 10, 110, 90]}]}))
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "o"), "--boxes", str(tmp_path / "boxes.json"), "--operator", "mask", "-q"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(tmp_path / "o"), "--boxes", str(tmp_path / "boxes.json"), "--operator", "mask", "-q"])
     assert r.exit_code == 0, r.output
     out = np.asarray(Image.open(tmp_path / "o" / "c.png"))
     assert (out[10:90, 10:110] == 0).all() and np.array_equal(out[100:], no_face_image[100:])
@@ -203,7 +203,7 @@ def test_kill_midway_leaves_no_partial_output_and_resume_finishes(tmp_path, astr
     for i in range(12):
         (src / f"{i:02d}.jpg").write_bytes(encode(np.roll(big, 11 * i, axis=0), "JPEG"))
     out = tmp_path / "out"
-    args = ["anonymize", src, "-o", out, "-q", "-j", "1"]
+    args = ["anonymize", "--on-text", "accept", src, "-o", out, "-q", "-j", "1"]
     proc = subprocess.Popen(anonlens_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = AuditLayout(default_audit_dir(out)).journal
 
@@ -249,6 +249,10 @@ def test_demo_writes_samples_outputs_and_manifest(tmp_path):
     manifest = manifest_of(tmp_path / "demo" / "anonymized")
     assert manifest["summary"]["anonymized"] == 3 and manifest["summary"]["regions"] >= 3
     assert "anonymized:" in r.stdout
+    # faces and the name tag: the release gate passes what the demo wrote (issue 27)
+    assert any(reg["label"] == "text" for img in manifest["images"] for reg in img["regions"])
+    checked = runner.invoke(app, ["check", str(tmp_path / "demo" / "anonymized"), "-q"])
+    assert checked.exit_code == 0, checked.output
 
 
 def test_listing_and_inspect_commands(tmp_path, astronaut):

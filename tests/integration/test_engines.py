@@ -68,28 +68,28 @@ def test_engines_registry_and_missing_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(extras, "_installed", lambda m: False if m == "ray" else real(m))
     write_samples(tmp_path / "in")
     for args in (["--engine", "ray"], ["--ray-address", "127.0.0.1:1"]):
-        result = runner.invoke(app, ["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", *args])
+        result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", *args])
         assert result.exit_code == 2, result.output
         assert "needs the 'ray' extra" in result.output and "pip install 'anonlens[ray]'" in result.output
         assert not (tmp_path / "out").exists()  # refused before any file was touched
     result = runner.invoke(app, ["score", "-a", str(tmp_path / "in"), "-o", str(tmp_path / "s"), "--engine", "ray", "-q"])
     assert result.exit_code == 2 and "anonlens[ray]" in result.output
-    result = runner.invoke(app, ["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--engine", "dask"])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--engine", "dask"])
     assert result.exit_code == 2 and "unknown engine 'dask'" in result.output
 
 
 def test_engine_options_are_checked(monkeypatch, tmp_path):
     write_samples(tmp_path / "in")
-    result = runner.invoke(app, ["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--engine", "ray",
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--engine", "ray",
                                  "-E", "files_per_task=0"])
     assert result.exit_code == 2 and "files per task must be at least 1" in result.output
-    result = runner.invoke(app, ["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "-E", "max_retries=1"])
+    result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "-E", "max_retries=1"])
     assert result.exit_code == 2 and "--engine-option applies to --engine ray" in result.output
     if importlib.util.find_spec("ray") is not None:  # a mistyped address: one line at once, not Ray's minutes of retries
         port = free_port()
-        result = runner.invoke(app, ["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--ray-address", f"127.0.0.1:{port}"])
+        result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--ray-address", f"127.0.0.1:{port}"])
         assert result.exit_code == 2 and f"cannot join the Ray cluster at 127.0.0.1:{port}: nothing answers there" in result.output
-        result = runner.invoke(app, ["anonymize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--ray-address", "headnode"])
+        result = runner.invoke(app, ["anonymize", "--on-text", "accept", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q", "--ray-address", "headnode"])
         assert result.exit_code == 2 and "must look like HOST:PORT" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -278,10 +278,10 @@ def test_ray_local_cli_anonymize_and_score(ray_env, tmp_path):
 
     photos = _photos(tmp_path / "in", n_scenes=2)
     out_l, out_r = tmp_path / "l", tmp_path / "r"
-    res = runner.invoke(app, ["anonymize", str(photos), "-o", str(out_l), "-q", "-j", "2", "--json"])
+    res = runner.invoke(app, ["anonymize", "--on-text", "accept", str(photos), "-o", str(out_l), "-q", "-j", "2", "--json"])
     assert res.exit_code == 0, res.output
     temp = ray_env / "t"
-    res = runner.invoke(app, ["anonymize", str(photos), "-o", str(out_r), "-q", "--engine", "ray", "-j", "2", "--json",
+    res = runner.invoke(app, ["anonymize", "--on-text", "accept", str(photos), "-o", str(out_r), "-q", "--engine", "ray", "-j", "2", "--json",
                               "-E", f"temp_dir={temp}"])
     assert res.exit_code == 0, res.output
     assert not ray.is_initialized()  # stopped after the run

@@ -27,10 +27,11 @@ def test_core_commands_work_without_torch(tmp_path, astronaut, no_face_image):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jpg").write_bytes(jpeg_with_everything(astronaut))
     (tmp_path / "in" / "b.png").write_bytes(encode(no_face_image))
-    (tmp_path / "reviewed.txt").write_text("b.png\n")  # a person looked at the image without a face
+    # a person looked at the image without a face, and at the name tag left legible by the face scope
+    (tmp_path / "reviewed.txt").write_text("b.png\na.jpg\n")
     results = run_without_learn([
         ["demo", "-o", "demo", "-q"],
-        ["anonymize", "in", "-o", "out", "-q", "--assess", "--on-empty", "full"],
+        ["anonymize", "--on-text", "accept", "in", "-o", "out", "-q", "--assess", "--on-empty", "full"],
         ["inspect", "out/a.jpg"],
         ["score", "-a", "out", "--original", "in", "-o", "scores", "-q",
          "--metrics", "mse,psnr,ssim,identity,residual-face,utility-outside,face-score,people-kept"],
@@ -53,9 +54,9 @@ def test_a_missing_extra_stops_before_any_file_is_touched(tmp_path, astronaut):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes(encode(astronaut))
     results = run_without_learn([
-        ["anonymize", "in", "-o", "out1", "-q", "--method", "edi"],
-        ["anonymize", "in", "-o", "out2", "-q", "--scope", "body", "--detector", "maskrcnn-person"],
-        ["anonymize", "in", "-o", "out3", "-q", "--method", "edi", "--oracle-model", "m.safetensors", "--scope", "image"],
+        ["anonymize", "--on-text", "accept", "in", "-o", "out1", "-q", "--method", "edi"],
+        ["anonymize", "--on-text", "accept", "in", "-o", "out2", "-q", "--scope", "body", "--detector", "maskrcnn-person"],
+        ["anonymize", "--on-text", "accept", "in", "-o", "out3", "-q", "--method", "edi", "--oracle-model", "m.safetensors", "--scope", "image"],
         ["score", "-a", "in", "--original", "in", "-o", "out4", "-q", "--metrics", "ssim,lpips"],
         ["score", "-a", "in", "--original", "in", "-o", "out5", "-q", "--model", "m.safetensors"],
         ["train", "--train", "t.csv", "--val", "v.csv", "--root", "in", "-o", "out6"],
@@ -88,7 +89,7 @@ def test_script_output_never_wraps(tmp_path, astronaut, no_face_image):
     assert lines[0] == f"{deep / 'clean.png'} (PNG): no metadata"
     assert lines[1].startswith(f"{deep / 'dirty.jpg'} (JPEG): metadata: ") and "APP1:Exif" in lines[1]
     # the nothing-found list of the summary, and every --json, in a 40-column terminal
-    p = run_anonlens("anonymize", deep / "empty.png", "-o", tmp_path / "o", "--on-empty", "keep", "-q", env=env)
+    p = run_anonlens("anonymize", "--on-text", "accept", deep / "empty.png", "-o", tmp_path / "o", "--on-empty", "keep", "-q", env=env)
     assert f"  {deep / 'empty.png'}" in p.stdout.splitlines(), p.stdout
-    p = run_anonlens("anonymize", deep / "clean.png", "-o", tmp_path / "j", "-q", "--json", env=env)
+    p = run_anonlens("anonymize", "--on-text", "accept", deep / "clean.png", "-o", tmp_path / "j", "-q", "--json", env=env)
     json.loads(p.stdout)  # pure JSON on stdout

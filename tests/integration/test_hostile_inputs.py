@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 def run(*args):
-    return runner.invoke(app, ["anonymize", *map(str, args), "-q"])
+    return runner.invoke(app, ["anonymize", "--on-text", "accept", *map(str, args), "-q"])
 
 
 def strict_manifest(out: Path) -> dict:
@@ -105,7 +105,7 @@ def test_keys_are_relative_paths_and_unmatched_keys_fail_the_run(tmp_path, no_fa
     assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").iterdir())
     # a key that matches no input is listed and the run fails
     table["c/typo.png"] = [{"box": [1, 1, 50, 50]}]
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "o3"), "-q", "--json", "--boxes", str(boxes_file(tmp_path, table, "t.json"))])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(tmp_path / "o3"), "-q", "--json", "--boxes", str(boxes_file(tmp_path, table, "t.json"))])
     assert r.exit_code == 1
     assert json.loads(r.stdout)["unmatched_region_keys"] == [f"{tmp_path / 't.json'}: 'c/typo.png'"]
     assert strict_manifest(tmp_path / "o3")["unmatched_region_keys"] == [f"{tmp_path / 't.json'}: 'c/typo.png'"]
@@ -199,7 +199,7 @@ def test_fifo_devices_and_links_are_skipped_and_named_without_hanging(tmp_path, 
     os.symlink("nowhere.png", src / "dangling.png")
     os.symlink("real", src / "linked")
     os.symlink("a.png", src / "alias.png")  # a link to a file inside the input: followed
-    done = run_anonlens("anonymize", src, "-o", tmp_path / "o", "-q", "--json", timeout=180)  # a hang fails here, not forever
+    done = run_anonlens("anonymize", "--on-text", "accept", src, "-o", tmp_path / "o", "-q", "--json", timeout=180)  # a hang fails here, not forever
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     reasons = {Path(i["input"]).name: i["reason"] for i in payload["ignored"]}
@@ -246,7 +246,7 @@ def test_formats_come_from_the_content(tmp_path, astronaut):
     (src / "png.jpg").write_bytes(encode(astronaut, "PNG"))
     # (a GIF named .png is refused, like any GIF: tests/integration/test_service_hardening.py)
     (src / "camera-upload").write_bytes(encode(astronaut, "JPEG"))
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "o"), "-q", "--json"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(tmp_path / "o"), "-q", "--json"])
     assert r.exit_code == 0, r.output
     out = tmp_path / "o"
     assert (out / "jpeg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -288,7 +288,7 @@ def test_a_photo_in_a_format_anonlens_cannot_read_fails_whatever_its_name(tmp_pa
     src.mkdir()
     (src / "IMG_0001").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)  # an iPhone photo without extension
     (src / "notes").write_text("BMW service notes")  # text that starts like a BMP: not an image
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "o"), "-q", "--json"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(tmp_path / "o"), "-q", "--json"])
     assert r.exit_code == 1
     payload = json.loads(r.stdout)
     assert [Path(f["input"]).name for f in payload["failed"]] == ["IMG_0001"] and "content is HEIC" in payload["failed"][0]["error"]

@@ -60,7 +60,7 @@ def test_a_damaged_jpeg_is_anonymized_but_named_and_the_run_needs_review(astrona
     (src / "intact.jpg").write_bytes(good)
     (src / "zeroed.jpg").write_bytes(bad)
     out = tmp_path / "out"
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(out), "-q"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(src), "-o", str(out), "-q"])
     assert r.exit_code == 3, r.output
     damaged_lines = [line for line in r.stdout.splitlines() if "zeroed.jpg" in line]
     assert damaged_lines and "Corrupt JPEG data" in damaged_lines[0], r.stdout
@@ -74,16 +74,16 @@ def test_a_damaged_jpeg_is_anonymized_but_named_and_the_run_needs_review(astrona
     assert (out / "zeroed.jpg").is_file()  # faces covered: written, but listed
 
     # --on-damaged accept: listed in the manifest, exit 0 (so the 3 above came from the damage)
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "acc"), "-q", "--on-damaged", "accept", "--json"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(src), "-o", str(tmp_path / "acc"), "-q", "--on-damaged", "accept", "--json"])
     assert r.exit_code == 0, r.output
     assert [d["input"] for d in json.loads(r.stdout)["damaged"]] == [str(src / "zeroed.jpg")]
     # --on-damaged fail: no output for it, exit 1, named with the problem
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "fail"), "-q", "--on-damaged", "fail", "--json"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(src), "-o", str(tmp_path / "fail"), "-q", "--on-damaged", "fail", "--json"])
     assert r.exit_code == 1, r.output
     (failed,) = json.loads(r.stdout)["failed"]
     assert failed["input"].endswith("zeroed.jpg") and "Corrupt JPEG data" in failed["error"]
     assert sorted(p.name for p in (tmp_path / "fail").iterdir()) == ["intact.jpg"]
-    r = runner.invoke(app, ["anonymize", str(src), "-o", str(tmp_path / "bad"), "-q", "--on-damaged", "maybe"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(src), "-o", str(tmp_path / "bad"), "-q", "--on-damaged", "maybe"])
     assert r.exit_code == 2 and "--on-damaged" in r.output
 
 
@@ -120,7 +120,7 @@ def test_a_video_with_corrupt_packets_is_named_as_damaged(astronaut, tmp_path):
     intact, bad = corrupt_clip(tmp_path, astronaut)
     (bad.parent / "intact.mp4").write_bytes(intact.read_bytes())
     out = tmp_path / "out"
-    r = runner.invoke(app, ["anonymize", str(bad.parent), "-o", str(out), "-q"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(bad.parent), "-o", str(out), "-q"])
     assert r.exit_code == 3, r.output
     lines = [line for line in r.stdout.splitlines() if "damaged.mp4" in line]
     assert lines and "frame 10: h264: " in lines[0], r.stdout  # the keyframe mid-stream
@@ -135,11 +135,11 @@ def test_a_video_with_corrupt_packets_is_named_as_damaged(astronaut, tmp_path):
     with av.open(str(out / "damaged.mp4")) as c:
         assert sum(1 for _ in c.decode(c.streams.video[0])) == 30
     # accepted by policy: exit 0, still in the manifest
-    r = runner.invoke(app, ["anonymize", str(bad), "-o", str(tmp_path / "acc"), "-q", "--on-damaged", "accept", "--json"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(bad), "-o", str(tmp_path / "acc"), "-q", "--on-damaged", "accept", "--json"])
     assert r.exit_code == 0, r.output
     assert [d["input"] for d in json.loads(r.stdout)["damaged"]] == [str(bad)]
     # refused by policy: nothing written
-    r = runner.invoke(app, ["anonymize", str(bad), "-o", str(tmp_path / "fail"), "-q", "--on-damaged", "fail", "--json"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(bad), "-o", str(tmp_path / "fail"), "-q", "--on-damaged", "fail", "--json"])
     assert r.exit_code == 1 and not list((tmp_path / "fail").rglob("*")), r.output
 
 
@@ -180,14 +180,14 @@ def test_a_full_audit_disk_at_the_manifest_is_one_line_and_resume_completes_it(t
         return real(path, **kw)
 
     monkeypatch.setattr(batch, "atomic_writer", full_audit_disk)
-    r = runner.invoke(app, ["anonymize", str(two_photos), "-o", str(out), "-q"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(two_photos), "-o", str(out), "-q"])
     assert_one_line_naming(r, audit)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # the outputs stay
     assert not (audit / "manifest.json").exists() and (audit / "journal.jsonl").is_file()
     r = runner.invoke(app, ["check", str(out), "-q"])  # no manifest yet: says how to complete it
     assert r.exit_code == 2 and "--resume" in r.output, r.output
     monkeypatch.undo()  # room again
-    r = runner.invoke(app, ["anonymize", str(two_photos), "-o", str(out), "-q", "--resume", "--json"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(two_photos), "-o", str(out), "-q", "--resume", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["summary"]["resumed"] == 2  # completed from the journal, nothing redone
     manifest = json.loads((audit / "manifest.json").read_text())
@@ -211,11 +211,11 @@ def test_a_full_audit_disk_at_the_journal_is_one_line_and_resume_completes_it(tw
         return real(self, rec)
 
     monkeypatch.setattr(Journal, "append", fills_up)
-    r = runner.invoke(app, ["anonymize", str(two_photos), "-o", str(out), "-q", "-j", "1"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(two_photos), "-o", str(out), "-q", "-j", "1"])
     assert_one_line_naming(r, audit)
     assert len(calls) == 2 and not (audit / "manifest.json").exists()
     monkeypatch.undo()
-    r = runner.invoke(app, ["anonymize", str(two_photos), "-o", str(out), "-q", "--resume", "--json"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(two_photos), "-o", str(out), "-q", "--resume", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)["summary"]
     assert summary["resumed"] == 1 and summary["anonymized"] == 1  # the unrecorded one is made again
@@ -233,7 +233,7 @@ def test_a_real_enospc_from_the_kernel_is_one_line(two_photos, tmp_path):
     audit = default_audit_dir(out)
     audit.mkdir()
     (audit / "history.jsonl").symlink_to("/dev/full")
-    r = runner.invoke(app, ["anonymize", str(two_photos), "-o", str(out), "-q"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(two_photos), "-o", str(out), "-q"])
     assert r.exit_code == 1, r.output
     (line,) = error_lines(r.output)
     assert str(audit) in line and "history.jsonl" in line and "No space left on device" in line, line
@@ -245,7 +245,7 @@ def test_a_full_audit_disk_before_the_run_starts_writes_nothing(two_photos, tmp_
 
     out = tmp_path / "out"
     monkeypatch.setattr(batch, "write_atomic", enospc)  # run.json cannot be written
-    r = runner.invoke(app, ["anonymize", str(two_photos), "-o", str(out), "-q"])
+    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(two_photos), "-o", str(out), "-q"])
     assert r.exit_code == 1, r.output
     (line,) = error_lines(r.output)
     assert str(default_audit_dir(out)) in line and "run.json" in line and "nothing was written" in line, line

@@ -181,7 +181,8 @@ def test_anonymize_and_check_send_nothing_and_write_nothing_in_home(offline, tmp
     out = tmp_path / "out"
     # twice with the same home: OpenVINO's telemetry keeps a client id there and sends on every run
     for attempt in range(2):
-        result = run_anonlens("anonymize", str(src), "-o", str(out), "-q", "--overwrite", env=env)
+        # faces and text: the name tag is anonymized too, so the check below (text models included) passes
+        result = run_anonlens("anonymize", "--scope", "face,text", str(src), "-o", str(out), "-q", "--overwrite", env=env)
         assert result.returncode == 0, result.stdout + result.stderr
         assert_nothing_left(env, home, proxy, log, f"anonymize (run {attempt + 1})")
     result = run_anonlens("check", str(out), "-q", env=env)
@@ -195,7 +196,7 @@ def test_anonymize_without_proxy_variables_looks_up_no_host(offline, tmp_path):
     env, home, proxy, log = offline
     env = {k: v for k, v in env.items() if k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
     (tmp_path / "portrait.jpg").write_bytes(photo_jpeg())
-    result = run_anonlens("anonymize", str(tmp_path / "portrait.jpg"), "-o", str(tmp_path / "out"), "-q", env=env)
+    result = run_anonlens("anonymize", "--on-text", "accept", str(tmp_path / "portrait.jpg"), "-o", str(tmp_path / "out"), "-q", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_nothing_left(env, home, proxy, log, "anonymize without proxy variables")
 
@@ -214,7 +215,8 @@ def test_serve_sends_nothing_and_writes_nothing_in_home(offline):
         body, content_type = _multipart("file", "portrait.jpg", photo_jpeg(), "image/jpeg")
         status, headers, payload = server.request("POST", "/anonymize", body, {"Content-Type": content_type})
         assert status == 200, payload[:500]
-        assert headers.get("x-anonlens-verdict") == "passed" and payload[:2] == b"\xff\xd8"
+        # the face passes; the astronaut's name tag may be left legible by the face scope (a review, not a refusal)
+        assert headers.get("x-anonlens-verdict") in ("passed", "text-readable") and payload[:2] == b"\xff\xd8"
     assert_nothing_left(env, home, proxy, log, "serve")
 
 

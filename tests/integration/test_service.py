@@ -66,7 +66,10 @@ def test_anonymize_returns_the_input_format_without_metadata_and_anonymized(clie
         r = client.post("/anonymize", files={"file": ("photo", data, "application/octet-stream")})
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == media
-        assert r.headers["x-anonlens-verdict"] == "passed" and r.headers["x-anonlens-status"] == "anonymized"
+        # the face passes; the name tag (EILEEN M. COLLINS) stays legible with the face scope in the lossless
+        # upload: returned, its verdict says so (issue 27); JPEG/WebP's compression leaves the tag below legible
+        expected = ("text-readable",) if fmt == "PNG" else ("text-readable", "passed")
+        assert r.headers["x-anonlens-verdict"] in expected and r.headers["x-anonlens-status"] == "anonymized"
         assert int(r.headers["x-anonlens-regions"]) >= 1
         assert r.headers["cache-control"] == "no-store"
         assert metadata_segments(r.content) == []
@@ -142,9 +145,13 @@ def test_busy_gives_503_with_retry_after(client, astronaut):
 
 def test_check_endpoint(client, astronaut):
     anon = client.post("/anonymize", files={"file": ("a.png", encode(astronaut, "PNG"), "image/png")}, data={"operator": "mask"}).content
+    # text is part of the check by default: the name tag left readable by a face-only run fails it (issue 27)
     r = client.post("/check", files={"original": ("o.png", encode(astronaut, "PNG")), "anonymized": ("a.png", anon)})
+    assert r.status_code == 200 and r.json()["verdict"] == "text-readable" and r.json()["passed"] is False
+    r = client.post("/check", files={"original": ("o.png", encode(astronaut, "PNG")), "anonymized": ("a.png", anon)}, data={"text": "false"})
     assert r.status_code == 200 and r.json()["verdict"] == "passed" and r.json()["passed"] is True
-    assert r.json()["faces"][0]["identity_distance_at_position"] > 0.6
+    face = r.json()["faces"][0]
+    assert face["identity"] == "measured by dlib" and face["reidentified"] is False and face["identity_distance"] > 0.6
     r = client.post("/check", files={"original": ("o.png", encode(astronaut, "PNG")), "anonymized": ("a.png", encode(astronaut, "PNG"))})
     assert r.status_code == 200 and r.json()["verdict"] == "re-identified" and r.json()["passed"] is False
     r = client.post("/check", files={"original": ("o.png", encode(astronaut, "PNG")), "anonymized": ("a.png", encode(astronaut[:256], "PNG"))})

@@ -193,6 +193,14 @@ def write_report(
         verdict = str(gate.get("verdict", "fail"))
         parts.append(f"<p class='verdict {'pass' if verdict == 'pass' else 'fail'}'>Release verdict: {html.escape(verdict.upper())}"
                      f" &mdash; {len(gate.get('failing', []))} of {gate.get('images', 0)} image(s) fail ({counts})</p>")
+        if gate.get("faces"):
+            rate = gate.get("reid_rate")
+            tau_key = next((k for k in gate if str(k).startswith("reid_rate@")), None)
+            tests = ", ".join(f"{html.escape(str(k))}: {v}" for k, v in (gate.get("identity_tests") or {}).items())
+            parts.append(f"<p>Faces: {gate['faces']} in the originals ({tests}); re-identification rate "
+                         f"{'n/a' if rate is None else f'{rate:.3f}'} ({gate.get('faces_reidentified', 0)} of "
+                         f"{gate.get('faces_measured', 0)} measured faces, criterion {html.escape(str(gate.get('criterion')))})"
+                         + ("" if tau_key is None else f"; {html.escape(tau_key)} {gate[tau_key]:.3f}") + ".</p>")
         if gate.get("text_checked"):
             parts.append(f"<p>Text: {gate.get('text_regions', 0)} region(s) in the originals, {gate.get('text_readable', 0)} still "
                          f"readable, {gate.get('text_still_detected', 0)} still detected in the anonymized images.</p>")
@@ -262,6 +270,10 @@ def write_report(
         except AnonlensError as exc:
             cells = [f"<td class='l' colspan='{1 + include_originals + bool(explain)}'>{html.escape(str(exc))}</td>"]
         item = per_image.get(anon_path)
+        if item is not None and item.get("faces") and "reidentified" in df.columns:
+            # the gate's own reading, so that the table and the badge can never disagree
+            r = r.copy()
+            r["reidentified"] = any(f.get("reidentified") for f in item["faces"])
         risky = str(r.get("reidentified", "")).lower() == "true" or (item is not None and item.get("verdict") != "passed")
         values = "".join(f"<td>{_cell(r, c)}</td>" for c in show_cols)
         error = f"<br><small>{html.escape(str(r['error']))}</small>" if isinstance(r.get("error"), str) and r.get("error") else ""

@@ -29,6 +29,7 @@ from ..io import DEFAULT_MAX_PIXELS, atomic_writer, is_video, read_image
 from ..metrics import METRICS, GroupMetric, Metric, PairBatch, create_metric
 from ..pool import MODELS
 from ..stats import calibrate_threshold
+from ..verify import check_pair, identity_figures, pair_checker
 from ..video.io import paired_frames
 from .pairs import Pair
 
@@ -45,6 +46,39 @@ class ScoreOptions:
     resize: tuple[int, int] | None = None  # (W, H): resize both images (aspect not kept), as the reference does
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     threshold: float = DLIB_MATCH_THRESHOLD
+    #: the release gate's identity criterion for the identity columns (``rank1``, ``tau``, ``both``)
+    criterion: str = "rank1"
+
+
+#: the columns the release gate adds for the identity metric (:func:`gate_identity_columns`)
+GATE_IDENTITY_COLUMNS = ["faces", "faces_measured", "faces_reidentified", "identity_tests", "identity_verdict"]
+#: the key under which a row carries its face records to the set-level figures (never written)
+_FACES = "_gate_faces"
+
+
+def gate_identity_columns(batch: PairBatch, options: ScoreOptions) -> dict[str, list]:
+    """The identity verdicts of a batch from the release gate itself (:mod:`anonlens.assess.gate`:
+    the same detections, the same :func:`anonlens.reid.judge_image`), so that ``score``, ``check``,
+    the report and the service give one answer: ``reidentified`` (a face of the image is; empty
+    when the original has no face), the face counts, the identity tests applied, and the faces'
+    part of the gate's verdict (``re-identified``, ``residual-face``, ``passed``, ``nothing-found``)."""
+    checker = pair_checker(options.threshold, criterion=options.criterion)
+    out: dict[str, list] = {c: [] for c in ["reidentified", *GATE_IDENTITY_COLUMNS, _FACES]}
+    for orig, anon in zip(batch.original_images, batch.anonymized_images):
+        faces, _ = check_pair(checker, orig, anon, text=False)
+        tests: dict[str, int] = {}
+        for f in faces:
+            tests[f["identity"]] = tests.get(f["identity"], 0) + 1
+        reid = any(f["reidentified"] for f in faces)
+        out["reidentified"].append(reid if faces else None)
+        out["faces"].append(len(faces))
+        out["faces_measured"].append(sum(f["measured"] for f in faces))
+        out["faces_reidentified"].append(sum(f["reidentified"] for f in faces))
+        out["identity_tests"].append("; ".join(f"{k}: {n}" for k, n in tests.items()))
+        out["identity_verdict"].append("nothing-found" if not faces else "re-identified" if reid else "residual-face"
+                                       if any(f["residual"] or not f["region_changed"] for f in faces) else "passed")
+        out[_FACES].append([{k: f[k] for k in ("identity", "measured", "reidentified", "criterion", "tau", "tau_match")} for f in faces])
+    return out
 
 
 @dataclass
@@ -145,6 +179,8 @@ def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence
         columns_out: dict[str, list] = {}
         for m in pair_metrics:
             columns_out.update(m(batch))
+        if identity is not None and batch.original_images is not None:
+            columns_out.update(gate_identity_columns(batch, options))
         for gm in group_metrics:
             groups_of = [_group_keys(p) for p, _, _ in items]
             for g in sorted({g for gs in groups_of for g in gs}):
@@ -257,12 +293,14 @@ def score_pairs(
     columns = ["key", "original", "anonymized", "dataset", "scope", "method", *extra_cols]
     for m in pair_metrics:
         columns += m.columns
+        if m.name == "identity":
+            columns += GATE_IDENTITY_COLUMNS
     columns.append("error")
 
     out = Path(output_dir) if output_dir is not None else None
     started = time.perf_counter()
     errors: list[dict[str, str]] = []
-    keep: dict[str, list] = {"reidentified": [], "orig_vec": [], "anon_vec": []}
+    keep: dict[str, list] = {"reidentified": [], "orig_vec": [], "anon_vec": [], "faces": []}
     identity = next((m for m in pair_metrics if m.name == "identity"), None)
     done = 0
     if engine is None:
@@ -278,6 +316,7 @@ def score_pairs(
 
         scored = engine.map_score(pairs, options, metrics, stream=score_stream, chunk=score_chunk, merge=merge_states)
         for pair, values, error, orig_vec, anon_vec in scored:
+            faces = values.pop(_FACES, None)
             row = {
                 "key": pair.key,
                 "original": str(pair.original) if pair.original else "",
@@ -294,6 +333,7 @@ def score_pairs(
                 keep["reidentified"].append(values.get("reidentified"))
                 keep["orig_vec"].append(orig_vec)
                 keep["anon_vec"].append(anon_vec)
+                keep["faces"] += faces or []
             if writer:
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
             if jsonl_fh:
@@ -366,10 +406,12 @@ def rank1_rate(original_vectors: Sequence[np.ndarray | None], anonymized_vectors
 
 
 def identity_summary(keep: dict[str, list], *, threshold: float) -> dict[str, Any]:
-    with_face = sum(1 for r in keep["reidentified"] if r is not None)
+    """The run's identity figures, from the release gate's face records with the gate's own
+    function (:func:`anonlens.verify.identity_figures`): ``check`` gives the same numbers."""
+    figures = identity_figures(keep["faces"])
     return {
         "identity_threshold": threshold,
-        "faces_in_originals": with_face,
-        f"reid_rate@{threshold:g}": reid_rate(keep["reidentified"]),
-        "rank1": rank1_rate(keep["orig_vec"], keep["anon_vec"]),
+        "faces_in_originals": figures["faces"],
+        "images_reidentified": sum(1 for r in keep["reidentified"] if r),
+        **figures,
     }

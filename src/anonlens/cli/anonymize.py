@@ -47,7 +47,8 @@ def anonymize_cmd(
     margin: Optional[float] = typer.Option(None, help="Grow each region by this fraction of its size on every side. Default: 0.25 faces, 0.05 bodies."),
     on_empty: Optional[str] = typer.Option(None, help="When nothing is found: keep (copy unchanged), skip (write nothing), full (anonymize the whole image). Default: keep, name every such image and end with exit code 3 (review needed); choosing a policy explicitly is respected (exit 0)."),
     on_damaged: str = typer.Option("review", "--on-damaged", help="When the decoder reports errors in a file (a damaged input: corrupt JPEG data, video packets that fail to decode): review (anonymize what could be decoded, name the file on screen and in the manifest, end with exit code 3), accept (the same, exit 0) or fail (no output for it, exit code 1)."),
-    no_verify: bool = typer.Option(False, "--no-verify", help="Do not re-detect faces in the anonymized regions (by default a region that still detects as a face is anonymized more strongly, then masked)."),
+    on_text: str = typer.Option("review", "--on-text", help="Scopes without text: the last verification reads the text of each photo (a name tag identifies a person; `check` fails legible text). review: name every image whose output still has legible text, on screen and in the manifest, end with exit code 3; accept: the same, exit 0. Use --scope face,text to anonymize the text."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Do not verify the outputs: by default a region that still detects as a face, and then (once every operator ran) a face the release gate's own check still fails (re-identified, still detected, untouched), is anonymized more strongly, then masked; a face failing under the mask fails its image (no output, exit 1)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep an allow-list of harmless EXIF tags (camera, lens, exposure, date; orientation reset to 1) and the colour profile. Never thumbnails, GPS, XMP, IPTC, maker notes, serial numbers or names; checked again after encoding. Default: strip everything."),
     detect_every: int = typer.Option(1, "--detect-every", min=1, max=5, help="Videos: run the detectors on every N-th frame only; tracks carry regions between, and new tracks are covered back to 4 frames before their first detection. Faster; a face visible for fewer than N frames can be missed. Default 1: every frame."),
     keep_audio: bool = typer.Option(False, "--keep-audio", help="Videos: copy the first audio stream unchanged (default: audio is dropped; voices identify people too)."),
@@ -75,7 +76,7 @@ def anonymize_cmd(
 
     Inputs are never modified. Each output is written atomically, without metadata, in the format its name says. An image that fails (unreadable, detector or operator error) gets no output at all, and the exit code is 1. OUTPUT holds only anonymized images: the manifest (per image the regions found, every parameter and both files' hashes), the run history and --assess scores go to the audit folder beside it, which links the release to the originals: keep it private.
 
-    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, OUTPUT holds files this run did not write, or the audit folder could not be written (--resume completes the run); 2 usage or a refused run (nothing touched); 3 review needed (nothing found, or a damaged input). 
+    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, OUTPUT holds files this run did not write, or the audit folder could not be written (--resume completes the run); 2 usage or a refused run (nothing touched); 3 review needed (nothing found, a damaged input, or text found in the output of a scope without text: see --on-text). 
     """
     from ..batch import BatchOptions, run_batch
 
@@ -102,6 +103,8 @@ def anonymize_cmd(
         fail("--overwrite and --resume exclude each other")
     if on_damaged not in ("review", "accept", "fail"):
         fail(f"--on-damaged must be review, accept or fail; got {on_damaged!r}")
+    if on_text not in ("review", "accept"):
+        fail(f"--on-text must be review or accept; got {on_text!r}")
     method_opts: dict[str, Any] = {}
     if method == "edi":
         method_opts = {"target_risk": target_risk, "q": q, "max_iters": max_iters, "saliency": saliency,
@@ -167,6 +170,8 @@ def anonymize_cmd(
         raise typer.Exit(EXIT_REVIEW)  # nothing found, default policy: a person must look first
     if on_damaged == "review" and report.damaged:
         raise typer.Exit(EXIT_REVIEW)  # decoded with errors: a person must look at what was made of it
+    if on_text == "review" and report.text_found:
+        raise typer.Exit(EXIT_REVIEW)  # text left in the output (a scope without text): the gate fails it
     raise typer.Exit(0)
 
 
@@ -300,6 +305,9 @@ def _print_summary(report, json_out: bool) -> None:
             f"[yellow]verification: {verified['strengthened']} region(s) still detected as a face and were anonymized more strongly, "
             f"{verified['masked']} were masked, {verified['found_by_verification']} face(s) found in the output were anonymized[/]"
         )
+    _listing(f"Text was found in {len(report.text_found)} output(s) (the scope has no text; a name tag identifies a person); "
+             "review them, or anonymize it with --scope face,text:",
+             [f"{display_name(t['input'])}: {len(t['boxes'])} text region(s), e.g. at {t['boxes'][0]}" for t in report.text_found], "yellow")
     _listing(f"{len(report.ignored)} file(s) not read:", [f"{display_name(r['input'])}: {r['reason']}" for r in report.ignored], "yellow")
     _listing(f"{len(report.replaced)} output(s) had changed since their run and were anonymized again:",
              [r["why"] for r in report.replaced], "yellow")
@@ -319,14 +327,14 @@ def demo_cmd(
     operator: str = typer.Option("blur", help="Perturbation to demonstrate."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Run the main job on built-in public-domain sample photos (scikit-image's astronaut and cameraman)."""
+    """Run the main job on built-in public-domain sample photos (scikit-image's astronaut and cameraman): faces and text (the astronaut's name tag), verified as `anonlens check` verifies."""
     from ..batch import BatchOptions, run_batch
     from ..samples import write_samples
 
     inputs = output / "input"
     anonymized = output / "anonymized"
     write_samples(inputs)
-    options = BatchOptions(config=AnonymizeConfig(operator=operator), overwrite=True)
+    options = BatchOptions(config=AnonymizeConfig(scope="face,text", operator=operator), overwrite=True)
     try:
         report = _run_with_progress(run_batch, [inputs], anonymized, options, None, quiet)
     except AnonlensError as exc:

@@ -139,30 +139,42 @@ def correlate_cmd(
 def check_cmd(
     anonymized: Path = typer.Argument(..., help="Output folder of `anonlens anonymize` (its manifest gives the originals), or any folder with --original."),
     original: Optional[Path] = typer.Option(None, help="Folder of originals, paired by relative path, when ANONYMIZED has no manifest."),
-    reviewed: Optional[Path] = typer.Option(None, help="Text file, one path per line: images a person has looked at and accepts (for nothing-found or not-evaluated images)."),
-    threshold: float = typer.Option(0.6, help="Identity distance below which a face counts as re-identified (dlib: 0.6)."),
+    reviewed: Optional[Path] = typer.Option(None, help="Text file, one path per line: images a person has looked at and accepts (nothing-found, not-evaluated, or text-readable when every face passes)."),
+    threshold: float = typer.Option(0.6, help="dlib's fixed threshold (tau): the tau criterion, and the second named rate reid_rate@tau."),
     residual_threshold: float = typer.Option(0.2, help="Face-detector score at or above which an anonymized face still counts as a face."),
-    text: bool = typer.Option(False, "--text", help="Also check text (name tags, plates, signs): is it still detected, still readable? On by itself when the run's scope had text."),
+    text: bool = typer.Option(True, "--text/--no-text", help="Check text (name tags, plates, signs): is it still detected, still readable? On by default (a name tag identifies a person); --keep-text regions of the run stay excluded."),
+    criterion: str = typer.Option("rank1", "--criterion", help="rank1: re-identified when nearer its own original than every impostor (default); tau: nearer than the attacker's threshold; both: either."),
+    attacker: Optional[List[str]] = typer.Option(None, "--attacker", help="A face recogniser that tries to re-identify each face, NAME[:key=value,...] (repeatable; default dlib; e.g. onnx:model=arcface.onnx). A face fails if any re-identifies it."),
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (every image, its verdict and problems)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Gate a data release: a verdict for every image, exit 0 only when every image passes.
 
     Faces are counted in the originals by every face detector (multi-scale CenterFace and dlib).
-    Verdicts, worst first: not-evaluated, re-identified, text-readable (text read back as in the
-    original), residual-face (still detected as a face), residual-text (still detected as text),
-    nothing-found (no face found and not reviewed), passed. Exit 1 when any image fails; every
-    failing file is named.
+    Each face: can a recogniser measure it (its record says "measured by dlib", "not a face" or
+    "unmeasurable pose")? A measured face is re-identified when an attacker puts it nearer its own
+    original than every impostor (the release's other faces and a built-in gallery). Every face also
+    fails when still detected as a face or left untouched. Verdicts, worst first: not-evaluated,
+    re-identified, text-readable (legible text read back as in the original), residual-face,
+    residual-text (still detected as text, when the run's scope had text), nothing-found (no face or
+    legible text found and not reviewed), passed. Exit 1 when any image fails; every failing file is
+    named. `anonlens anonymize` runs this same check on its outputs before writing them.
     """
-    from ..assess.gate import manifest_pairs
+    from ..assess.gate import manifest_pairs, parse_attacker
 
+    if criterion not in ("rank1", "tau", "both"):
+        fail(f"--criterion must be rank1, tau or both; got {criterion!r}")
+    try:
+        attackers = tuple(parse_attacker(a) for a in (attacker or ["dlib"]))
+    except (AnonlensError, ValueError, TypeError) as exc:
+        fail(one_line(str(exc)))
     try:
         if original is not None:
             pair_list, missing = pairs_from_dirs(anonymized, original), []
         else:
             pair_list, missing = manifest_pairs(anonymized)
         result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold,
-                                     text=text)
+                                     text=text, attackers=attackers, criterion=criterion)
     except AnonlensError as exc:
         fail(str(exc))
     summary = result.summary()
@@ -174,9 +186,13 @@ def check_cmd(
                               f"{escape(one_line('; '.join(item.problems)))}")
         counts = ", ".join(f"{v} {n}" for v, n in summary["counts"].items() if n)
         rate = "n/a" if summary["reid_rate"] is None else f"{summary['reid_rate']:.3f}"
+        tau_key = next((k for k in summary if k.startswith("reid_rate@")), None)
+        tau_rate = "" if tau_key is None else f", {tau_key} {summary[tau_key]:.3f}"
+        tests = ", ".join(f"{escape(k)}: {n}" for k, n in summary["identity_tests"].items())
         colour = "green" if result.verdict == "pass" else "red"
         out_console.print(f"[{colour}]{result.verdict.upper()}[/]: {len(result.failing)} of {summary['images']} image(s) fail ({counts}); "
-                          f"{summary['faces']} face(s) in the originals, re-identification rate {rate} (threshold {threshold})"
+                          f"{summary['faces']} face(s) in the originals ({tests}), re-identification rate {rate} "
+                          f"({summary['faces_reidentified']} of {summary['faces_measured']} measured, {criterion}{tau_rate})"
                           + (f"; {summary['text_regions']} text region(s), {summary['text_readable']} still readable, "
                              f"{summary['text_still_detected']} still detected" if summary["text_checked"] else ""))
     raise typer.Exit(0 if result.verdict == "pass" else 1)
@@ -257,6 +273,7 @@ def report_cmd(
     gate: Optional[Path] = typer.Option(None, "--gate", help="The output of `anonlens check --json` to show, instead of running the release gate again."),
     reviewed: Optional[Path] = typer.Option(None, help="As for `anonlens check`: images a person has accepted (one path per line)."),
     no_gate: bool = typer.Option(False, "--no-gate", help="Do not run the release gate (no verdict at the top, no badges)."),
+    text: bool = typer.Option(True, "--text/--no-text", help="As for `anonlens check`: readable text is part of the verdict (default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Write a self-contained HTML report: summary, group metrics, plots, and side-by-side
@@ -309,7 +326,7 @@ def report_cmd(
             except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
                 fail(f"{display_name(gate)}: not the output of `anonlens check --json` ({exc})")
         elif not no_gate:
-            gate_doc = _run_gate_for_report(scores, manifest, reviewed, quiet)
+            gate_doc = _run_gate_for_report(scores, manifest, reviewed, quiet, text=text)
         path = write_report(scores, output, human=human, include_originals=not no_originals, max_images=max_images, regions=regions,
                             explain=explain, explain_title=title, sections=sections, gate=gate_doc)
     except AnonlensError as exc:
@@ -319,7 +336,7 @@ def report_cmd(
         err_console.print("[yellow]note: the report contains thumbnails of the original images; use --no-originals to share it[/]")
 
 
-def _run_gate_for_report(scores: Path, manifest: Optional[Path], reviewed: Optional[Path], quiet: bool):
+def _run_gate_for_report(scores: Path, manifest: Optional[Path], reviewed: Optional[Path], quiet: bool, text: bool = True):
     """The release gate over the report's pairs (the manifest's, or the scores table's), or None
     when the table has no originals to compare with."""
     from ..assess.gate import manifest_pairs, pairs_from_scores
@@ -327,7 +344,7 @@ def _run_gate_for_report(scores: Path, manifest: Optional[Path], reviewed: Optio
     pairs, missing = manifest_pairs(manifest) if manifest is not None else (pairs_from_scores(scores), [])
     if not pairs or any(p.original is None for p in pairs):
         return None
-    return _gate_with_progress(pairs, missing, reviewed, quiet).to_dict()
+    return _gate_with_progress(pairs, missing, reviewed, quiet, text=text).to_dict()
 
 
 def _gate_with_progress(pairs, missing, reviewed: Optional[Path], quiet: bool, **options):

@@ -26,9 +26,7 @@ import threading
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import cv2
-import dlib
 import numpy as np
-import openvino as ov
 
 from .. import runtime
 from ..errors import AnonlensError
@@ -95,6 +93,8 @@ class DlibAttacker:
         self.embedder = embedder if embedder is not None else face_embedder(upsample=1)
 
     def chip(self, image: np.ndarray, location: FaceLocation) -> np.ndarray:
+        import dlib  # slow at `anonlens --help`, which imports this module (through the pipeline's check)
+
         view = view_of(image, location)
         x1, y1, x2, y2 = location.face_box
         shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2 - 1, y2 - 1),
@@ -163,6 +163,8 @@ ONNX_RECOGNIZER = register_weights(WeightSpec(
 def _compile_onnx(path: str) -> tuple[Any, bool]:
     """The OpenVINO model for ``path`` with a free batch size when the graph allows it (else 1),
     after checking its input is ``(N, 3, 112, 112)``."""
+    import openvino as ov  # slow at `anonlens --help`, which imports this module (through the pipeline's check)
+
     core = ov.Core()
     try:
         model = core.read_model(path)
@@ -209,6 +211,8 @@ class OnnxAttacker:
                                                    lambda: _compile_onnx(self.path))
 
     def chip(self, image: np.ndarray, location: FaceLocation) -> np.ndarray:
+        import dlib  # slow at `anonlens --help`, which imports this module (through the pipeline's check)
+
         view = view_of(image, location)
         return cv2.warpAffine(view, arcface_transform(location.landmarks), (112, 112), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)

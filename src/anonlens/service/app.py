@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any, List, Literal, Optional
 
 from .._version import __version__
-from ..assess.gate import check_images, gate_checker
+from ..assess.gate import check_images
 from ..detectors import DETECTORS
 from ..errors import AnonlensError, ImageReadError, ImageTooLargeError, OptionError, UnknownNameError
 from ..extras import has_extra
@@ -30,6 +30,7 @@ from ..io.images import GIF_REFUSED
 from ..operators import OPERATORS
 from ..options import parse_options
 from ..pipeline import MAX_MARGIN, SCOPES, AnonymizeConfig, anonymize_encoded, cached_anonymizer
+from ..verify import pair_checker
 from .limits import DEFAULT_ALLOWED_HOSTS, AllowedHosts, Admission, BodyLimit, Busy, allowed_host
 
 __all__ = ["ServiceSettings", "create_app", "SUPPORTED_FORMATS"]
@@ -182,7 +183,7 @@ def create_app(settings: ServiceSettings | None = None):
 
     def preload() -> None:
         cached_anonymizer(AnonymizeConfig())
-        gate_checker(0.6, 0.2, 0.5)
+        pair_checker(0.6, 0.2, 0.5)
         state["ready"] = True
 
     @asynccontextmanager
@@ -333,14 +334,17 @@ def create_app(settings: ServiceSettings | None = None):
                                          jpeg_quality=settings.jpeg_quality)
             verdict = None
             if check:
-                verdict = check_images(made.original, made.image, text=config.has_text,
+                # text is always part of the verdict (a name tag identifies a person): with a scope
+                # without text a readable text is not refused but returned for review, as the CLI does
+                verdict = check_images(made.original, made.image, text=True, text_scope=config.has_text,
                                        original_alpha=made.original_alpha, anonymized_alpha=made.alpha)
             return made, verdict
 
         made, verdict = await _work(run)
         rec = made.record
         verdict_name = verdict.verdict if verdict is not None else "not-checked"
-        if verdict is not None and verdict.verdict in _REFUSED:
+        text_left = verdict is not None and not config.has_text and verdict.verdict == "text-readable"
+        if verdict is not None and verdict.verdict in _REFUSED and not text_left:
             raise ServiceError(409, "the anonymized image is still identifiable: " + "; ".join(verdict.problems)
                                + ". Nothing was returned; try a stronger operator (mask) or a larger margin.",
                                verdict=verdict.verdict, problems=verdict.problems)
@@ -353,7 +357,7 @@ def create_app(settings: ServiceSettings | None = None):
                 "status": rec["status"],
                 "verdict": verdict_name,
                 "problems": [] if verdict is None else verdict.problems,
-                "review_needed": bool(rec.get("nothing_found") or rec.get("decode_errors")),
+                "review_needed": bool(rec.get("nothing_found") or rec.get("decode_errors") or text_left),
                 "regions": rec.get("regions", []),
                 "check": None if verdict is None else _verdict_dict(verdict),
                 "record": rec,
@@ -374,7 +378,8 @@ def create_app(settings: ServiceSettings | None = None):
         original: UploadFile = File(..., description="The original image"),
         anonymized: UploadFile = File(..., description="Its anonymized version (same size)"),
         threshold: float = Form(0.6, gt=0, le=2, description="Identity distance below which a face counts as re-identified (dlib: 0.6)"),
-        text: bool = Form(False, description="Also check that text found in the original is no longer readable"),
+        text: bool = Form(True, description="Check that text found in the original is no longer readable (a name tag "
+                                            "identifies a person); false leaves text out"),
     ) -> dict[str, Any]:
         """The release gate's verdict for one pair: per face in the original, the identity distance
         in the anonymized image and whether a face is still detected there."""

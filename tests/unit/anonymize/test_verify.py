@@ -77,7 +77,8 @@ def test_the_manifest_records_the_strengthening(tmp_path, astronaut):
     from anonlens.cli.main import app
 
     Image.fromarray(astronaut).save(tmp_path / "a.png")
-    r = CliRunner().invoke(app, ["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-p", "strength=0.02", "-q"])
+    r = CliRunner().invoke(app, ["anonymize", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "-p", "strength=0.02", "-q",
+                                  "--on-text", "accept"])  # the name tag is listed for review (exit 3 without accept)
     assert r.exit_code == 0 and "anonymized more strongly" in r.stdout, r.output
     manifest = json.loads(find_manifest(tmp_path / "o").read_text())
     (region,) = manifest["images"][0]["regions"]

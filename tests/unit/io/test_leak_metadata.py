@@ -132,7 +132,7 @@ def icc_folder(tmp_path_factory, astronaut, face_jpeg):
 
 def test_keep_metadata_writes_no_byte_of_the_original_profile(icc_folder, tmp_path, face_jpeg):
     out = tmp_path / "out"
-    r = runner.invoke(app, ["anonymize", str(icc_folder), "-o", str(out), "-q", "-j", "1", "--keep-metadata"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(icc_folder), "-o", str(out), "-q", "-j", "1", "--keep-metadata"])
     assert r.exit_code == 0, r.output
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
     for fmt, suffix in FORMATS.items():
@@ -153,7 +153,7 @@ def test_keep_metadata_writes_no_byte_of_the_original_profile(icc_folder, tmp_pa
 
 def test_by_default_no_profile_at_all(icc_folder, tmp_path, face_jpeg):
     out = tmp_path / "out"
-    r = runner.invoke(app, ["anonymize", str(icc_folder), "-o", str(out), "-q", "-j", "1"])
+    r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(icc_folder), "-o", str(out), "-q", "-j", "1"])
     assert r.exit_code == 0, r.output
     for fmt, suffix in FORMATS.items():
         data = (out / f"p{suffix}").read_bytes()

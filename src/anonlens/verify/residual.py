@@ -15,6 +15,7 @@ Scopes that do not look for faces themselves (``body``, ``image``, user ``boxes`
 face search over the whole output (:meth:`FaceVerifier.faces`): every face found there is
 anonymized as a face region and verified the same way, so a face the face detector finds is never
 left visible, whatever the body detector said.
+
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .detectors import create_detector
-from .regions import Region, covers
+from ..detectors import create_detector
+from ..regions import Region, covers
 
 __all__ = ["FaceVerifier", "STRENGTHEN_STEPS", "WIDE_MASK_MARGIN", "covers"]
 
@@ -96,3 +97,5 @@ class FaceVerifier:
     def faces(self, image: np.ndarray) -> list[Region]:
         """Faces the multi-scale face detector finds anywhere in ``image``."""
         return self._full.detect(image)
+
+

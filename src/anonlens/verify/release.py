@@ -1,0 +1,344 @@
+"""The pair check: one original and its anonymized image, judged face by face and text by text.
+
+This is the one judgement behind the release gate (:mod:`anonlens.assess.gate`), ``score``'s
+identity columns, the report, the service, and the anonymizer's own last verification
+(:meth:`anonlens.pipeline.Anonymizer.verify_release`), so that they cannot disagree.
+
+Faces are counted in the original by every face detector anonlens has (the multi-scale
+CenterFace and dlib's HOG detector from a score of ``dlib_min_score``, merged). Each face gets a
+record (:func:`face_record`): the identity test that applied (:func:`anonlens.reid.judge_image`:
+``measured by <attacker>``, ``not a face``, ``unmeasurable pose``), whether an attacker
+re-identifies it, the residual face score at its box in the anonymized image
+(:meth:`FaceVerifier.residual`), and whether its pixels changed at all.
+
+Text (:func:`check_text`): every text region the text detector finds in the original is read
+there and at the same place in the anonymized image. A reading is **legible** when it has at least
+:data:`LEGIBLE_CHARS` letters or digits at a recogniser confidence of at least
+:data:`LEGIBLE_CONFIDENCE` (measured on the 12 photos of ``benchmarks/photos.py``: textures,
+hair, cups and crowds read as one or two characters, or as three at 0.29 at most; street signs
+and a shirt's print as words at 0.72-0.87; the astronaut's name tag, EILEEN M. COLLINS at 13 px
+high, which a person reads in part, as "UNV.GE" at 0.41). A text region is **readable** when the original's reading is
+legible and the anonymized image reads the same there (similarity >= :data:`TEXT_SIMILARITY`),
+**detected** when the text detector still finds text there. The text itself is never recorded.
+
+An image with an alpha channel is measured in every view (:func:`anonlens.io.images.composite_views`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..detectors import create_detector
+from ..detectors.text import TextRecognizer, rotated_crop
+from ..errors import AnonlensError
+from ..identity import DLIB_MATCH_THRESHOLD, face_embedder
+from ..io.images import composite_views
+from ..options import parse_options
+from ..pool import MODELS
+from ..reid import ATTACKERS, CRITERIA, Attacker, DlibAttacker, FaceJudgement, create_attacker, judge_image, locate_regions
+from ..regions import box_iou
+from .residual import FaceVerifier
+
+__all__ = ["PairChecker", "pair_checker", "check_pair", "check_text", "face_record", "region_changed", "identity_figures",
+           "parse_attacker", "AttackerSpec", "DEFAULT_ATTACKERS", "TEXT_SIMILARITY", "LEGIBLE_CHARS", "LEGIBLE_CONFIDENCE", "legible"]
+
+#: a text region counts as still readable when what is read there matches the original this much
+TEXT_SIMILARITY = 0.8
+#: a reading is legible from this many letters or digits ...
+LEGIBLE_CHARS = 3
+#: ... read at this recogniser confidence or more
+LEGIBLE_CONFIDENCE = 0.35
+
+
+def legible(reading: str, confidence: float) -> bool:
+    """Whether a recogniser's reading is text a person could read: :data:`LEGIBLE_CHARS` letters or
+    digits or more, at :data:`LEGIBLE_CONFIDENCE` or more."""
+    return sum(ch.isalnum() for ch in reading) >= LEGIBLE_CHARS and float(confidence) >= LEGIBLE_CONFIDENCE
+
+
+#: an attacker as the gate builds it: its registry name and its options (sorted ``(key, value)`` pairs)
+AttackerSpec = tuple[str, tuple[tuple[str, Any], ...]]
+DEFAULT_ATTACKERS: tuple[AttackerSpec, ...] = (("dlib", ()),)
+
+
+def parse_attacker(text: str) -> AttackerSpec:
+    """``"NAME[:key=value,...]"`` (``check --attacker``) -> an :data:`AttackerSpec`; an unknown
+    name or a bad option is a one-line error.
+
+    >>> parse_attacker("dlib:tau=0.5")
+    ('dlib', (('tau', 0.5),))
+    """
+    name, _, rest = str(text).partition(":")
+    name = name.strip()
+    entry = ATTACKERS.get(name)
+    options = parse_options([p for p in rest.split(",") if p.strip()], "attacker", target=entry)
+    ATTACKERS.check_options(name, options)
+    return name, tuple(sorted(options.items()))
+
+
+class PairChecker:
+    """The face detectors, the attackers and the identity model of the pair check, loaded once
+    (:func:`pair_checker`)."""
+
+    def __init__(self, threshold: float, residual_threshold: float, dlib_min_score: float,
+                 attackers: Sequence[AttackerSpec] = DEFAULT_ATTACKERS, criterion: str = "rank1"):
+        if criterion not in CRITERIA:
+            raise AnonlensError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
+        self.threshold = threshold
+        self.dlib_min_score = dlib_min_score
+        self.criterion = criterion
+        self.embedder = face_embedder(upsample=1)
+        self.verifier = FaceVerifier(threshold=residual_threshold)
+        self.attackers = [self._attacker(name, dict(options)) for name, options in (attackers or DEFAULT_ATTACKERS)]
+
+    def _attacker(self, name: str, options: dict[str, Any]) -> Attacker:
+        if name == "dlib":  # the gate's threshold is dlib's tau unless the spec sets one
+            return DlibAttacker(**{"tau": self.threshold, **options}, embedder=self.embedder)
+        return create_attacker(name, **options)
+
+    def face_boxes(self, image) -> list[tuple[tuple[float, ...], str, float]]:
+        """``(box, found_by, detector score)`` of every face a detector finds in ``image``: CenterFace's
+        (with its score), then dlib's that CenterFace missed (score 1: dlib found a face there)."""
+        found = [(tuple(float(v) for v in r.box), "centerface", float(r.score)) for r in self.verifier.faces(image)]
+        for box, _score in self.embedder.detect(image, min_score=self.dlib_min_score):
+            if not any(box_iou(box, b) > 0.3 for b, _, _ in found):
+                found.append((tuple(float(v) for v in box), "dlib", 1.0))
+        return found
+
+    def locate(self, original, boxes) -> list:
+        return locate_regions(original, [b for b, _, _ in boxes], [s for _, _, s in boxes], embedder=self.embedder)
+
+    def judge(self, original, anonymized, boxes, locations) -> list[FaceJudgement]:
+        return judge_image(original, anonymized, [b for b, _, _ in boxes], [s for _, _, s in boxes], attackers=self.attackers,
+                           criterion=self.criterion, locations=locations, embedder=self.embedder)
+
+    def check_faces(self, original, anonymized, boxes: list[tuple[tuple[float, ...], str, float]], locations=None) -> list[dict[str, Any]]:
+        """Each face of the original judged in the anonymized image (:func:`anonlens.reid.judge_image`)
+        and its residual face score (``locations``: :meth:`locate`'s of ``boxes``, when known)."""
+        if not boxes:
+            return []
+        judged = self.judge(original, anonymized, boxes, self.locate(original, boxes) if locations is None else locations)
+        return [face_record(box, found_by, score, j, self.verifier.residual(anonymized, box), self.verifier.threshold,
+                            region_changed(original, anonymized, box), self.embedder.engine)
+                for (box, found_by, score), j in zip(boxes, judged)]
+
+
+def region_changed(original, anonymized, box) -> bool:
+    """Whether any pixel of ``box`` differs between the two images (False: not anonymized at all)."""
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box[:4])
+    x1, y1 = max(0, x1), max(0, y1)
+    a, b = np.asarray(original)[y1:y2, x1:x2], np.asarray(anonymized)[y1:y2, x1:x2]
+    return a.size == 0 or not np.array_equal(a, b)
+
+
+def face_record(box, found_by: str, score: float, judgement: FaceJudgement, residual: float, residual_threshold: float,
+                changed: bool, engine: str) -> dict[str, Any]:
+    """The gate's record of one face: the identity test and its verdict, and the residual detection."""
+    j = judgement.to_dict()
+    return {
+        "box": [round(v, 1) for v in box],
+        "found_by": found_by,
+        "detector_score": round(float(score), 4),
+        "identity": judgement.test,
+        "measured": judgement.measured,
+        "reidentified": bool(judgement.reidentified),
+        "attacker": judgement.attacker,
+        "criterion": judgement.criterion,
+        "identity_distance": j["distance"],
+        "rank": judgement.rank,
+        "rank1": judgement.rank1,
+        "nearest_impostor_distance": j["nearest_impostor_distance"],
+        "nearest_featureless_distance": j["nearest_featureless_distance"],
+        "impostors": judgement.impostors,
+        "tau": judgement.tau,
+        "tau_match": judgement.tau_match,
+        "orientation": judgement.orientation,
+        **({"by_attacker": j["by_attacker"]} if "by_attacker" in j else {}),
+        "residual_score": residual,
+        "residual": residual >= residual_threshold,
+        "region_changed": bool(changed),
+        "identity_engine": engine,
+    }
+
+
+def identity_figures(faces: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run's re-identification figures from the gate's face records: ``reid_rate`` (re-identified
+    / measured faces, under the criterion applied), the counts per identity test, and the
+    fixed-threshold rate ``reid_rate@<tau>`` (the first attacker's tau) as a second named figure."""
+    measured = [f for f in faces if f.get("measured")]
+    reid = [f for f in measured if f["reidentified"]]
+    tau_hits = [f for f in measured if f.get("tau_match")]
+    tau = next((f["tau"] for f in measured if f.get("tau") is not None), None)
+    tests: dict[str, int] = {}
+    for f in faces:
+        tests[f.get("identity", "")] = tests.get(f.get("identity", ""), 0) + 1
+    return {
+        "faces": len(faces),
+        "faces_measured": len(measured),
+        "faces_reidentified": len(reid),
+        "reid_rate": round(len(reid) / len(measured), 6) if measured else None,
+        "criterion": next((f["criterion"] for f in measured), None),
+        "identity_tests": tests,
+        **({f"reid_rate@{tau:g}": round(len(tau_hits) / len(measured), 6)} if tau is not None else {}),
+    }
+
+
+MODELS.define("pair-checker", size=2)
+MODELS.define("pair-text", size=1)
+
+
+def pair_checker(threshold: float = DLIB_MATCH_THRESHOLD, residual_threshold: float = 0.2, dlib_min_score: float = 0.5, *,
+                 attackers: Sequence[AttackerSpec] = DEFAULT_ATTACKERS, criterion: str = "rank1") -> _Checker:
+    """The pair check's detectors, attackers and identity model for these settings, from the model
+    pool (one set per process and settings: the anonymizer, the gate, ``score`` and the report
+    share it; the service preloads it)."""
+    key = (float(threshold), float(residual_threshold), float(dlib_min_score), tuple(attackers or DEFAULT_ATTACKERS), str(criterion))
+    return MODELS.get("pair-checker", key, lambda: PairChecker(*key))
+
+
+#: the pair check's text detector reads images up to this size (its small-text pass on a 1920 px
+#: photo runs at 1.33x, not 2x): on the 12 photos of ``benchmarks/photos.py`` the same legible
+#: texts are found (street signs, a shirt's print, the astronaut's name tag) for 40 % less CPU
+TEXT_MAX_SIDE = 2560
+
+
+def _build_text_models():
+    return create_detector("text", max_side=TEXT_MAX_SIDE), TextRecognizer()
+
+
+def _text_models():
+    """The text detector and recognizer the gate reads text with (pooled: one pair per process)."""
+    return MODELS.get("pair-text", None, _build_text_models)
+
+
+def check_text(original, anonymized, kept_boxes: Sequence = ()) -> list[dict[str, Any]]:
+    """Every text region of the original (except those kept on purpose, ``kept_boxes``), checked
+    in the anonymized image: still detected there, legible in the original and still read as the
+    same text (the module docstring). The text itself is not recorded (it may be a name)."""
+    detector, recognizer = _text_models()
+    found = [r for r in detector.detect(original) if not any(box_iou(r.box, k) > 0.5 for k in kept_boxes)]
+    if not found:
+        return []
+    before = recognizer([rotated_crop(original, r.polygon) for r in found])
+    after = recognizer([rotated_crop(anonymized, r.polygon) for r in found])
+    out = []
+    for r, (a, conf), (b, _) in zip(found, before, after):
+        a, b = a.strip(), b.strip()
+        ok = legible(a, conf)
+        sim = difflib.SequenceMatcher(None, a, b).ratio() if ok and b else 0.0
+        score = detector.residual(anonymized, r.box)
+        out.append({"box": [round(float(v), 1) for v in r.box], "score": round(float(r.score), 4), "residual_score": score,
+                    "detected": score >= detector.threshold, "similarity": round(sim, 3), "legible": ok,
+                    "readable": ok and sim >= TEXT_SIMILARITY})
+    return out
+
+
+def check_pair(checker: PairChecker, original, anonymized, *, text: bool = True, kept: Sequence = (), original_alpha=None,
+               anonymized_alpha=None, faces: bool = True, cache: dict | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The face checks (``faces``) and the text checks (``text``) of one original/anonymized image
+    pair, in every view when either has a non-constant alpha channel. Returns the face records
+    and the text records (None: text not checked).
+
+    ``cache``: a dict kept by a caller that checks several anonymized versions of one original
+    (the anonymizer's rounds): what was measured in the original (its faces, their landmarks) is
+    kept there and not measured again."""
+    cache = {} if cache is None else cache
+    if len(composite_views(original, original_alpha)) == 1 and len(composite_views(anonymized, anonymized_alpha)) == 1:
+        records = []
+        if faces:
+            if "boxes" not in cache:
+                cache["boxes"] = checker.face_boxes(original)
+                cache["located"] = checker.locate(original, cache["boxes"]) if cache["boxes"] else []
+            records = checker.check_faces(original, anonymized, cache["boxes"], cache["located"])
+        return records, (check_text(original, anonymized, kept) if text else None)
+    before = dict(composite_views(original, original_alpha, always=True))
+    after = dict(composite_views(anonymized, anonymized_alpha, always=True))
+    records = _check_faces_in_views(checker, before, after, cache) if faces else []
+    texts = None
+    if text:
+        texts = []
+        for name in before:
+            for t in check_text(before[name], after[name], kept):
+                _merge_worst(texts, {**t, "view": name}, _text_badness)
+    return records, texts
+
+
+def _text_badness(t: dict[str, Any]) -> tuple:
+    return (t["readable"], t["detected"], t["similarity"])
+
+
+def _merge_worst(items: list[dict[str, Any]], new: dict[str, Any], badness) -> None:
+    """Add ``new`` to ``items``, or replace the entry at the same place (IoU > 0.5) when it is worse."""
+    for i, old in enumerate(items):
+        if box_iou(old["box"], new["box"]) > 0.5:
+            if badness(new) > badness(old):
+                items[i] = new
+            return
+    items.append(new)
+
+
+def _check_faces_in_views(checker, before: dict[str, Any], after: dict[str, Any], cache: dict) -> list[dict[str, Any]]:
+    """Faces of an image with alpha: found in any view of the original (``before``, by view
+    name), each judged in every view of the anonymized image (``after``) against its reference
+    view (the colour when a detector finds it there, else the first view that shows it), and in
+    each view that shows it against the same view of the original. One entry per face: the worst
+    judgement (re-identified first, then the smallest distance; ``view``: the anonymized view,
+    ``reference_view``: the original's), the highest residual score (``residual_view``). Each
+    reference view is located once; :func:`anonlens.reid.judge_image` runs once per pair of views."""
+    if "view_boxes" in cache:
+        boxes, shown_in = cache["view_boxes"]
+    else:
+        boxes, shown_in = _boxes_in_views(checker, before)
+        cache["view_boxes"] = boxes, shown_in
+    if not boxes:
+        return []
+    return _judge_in_views(checker, before, after, boxes, shown_in, cache.setdefault("located_views", {}))
+
+
+def _boxes_in_views(checker, before: dict[str, Any]) -> tuple[list, list[list[str]]]:
+    """The faces of every view of an original (merged at IoU > 0.3) and the views that show each."""
+    boxes: list[tuple[tuple[float, ...], str, float]] = []
+    shown_in: list[list[str]] = []
+    for name, view in before.items():
+        for box, by, score in checker.face_boxes(view):
+            for i, (b, _, _) in enumerate(boxes):
+                if box_iou(b, box) > 0.3:
+                    if name not in shown_in[i]:
+                        shown_in[i].append(name)
+                    break
+            else:
+                boxes.append((box, by, score))
+                shown_in.append([name])
+    return boxes, shown_in
+
+
+def _judge_in_views(checker, before, after, boxes, shown_in, located: dict[str, list]) -> list[dict[str, Any]]:
+    # (reference view, anonymized view) -> the faces compared there
+    comparisons: dict[tuple[str, str], list[int]] = {}
+    for i, views in enumerate(shown_in):
+        for name in after:
+            comparisons.setdefault((views[0], name), []).append(i)
+        for v in views[1:]:
+            comparisons.setdefault((v, v), []).append(i)
+    worst: dict[int, tuple[tuple, FaceJudgement, str, str]] = {}
+    for (ref, name), faces in comparisons.items():
+        if ref not in located:
+            located[ref] = checker.locate(before[ref], boxes)
+        sub = [boxes[i] for i in faces]
+        judged = checker.judge(before[ref], after[name], sub, [located[ref][i] for i in faces])
+        for i, j in zip(faces, judged):
+            badness = (j.reidentified, -(j.distance if j.distance is not None else float("inf")))
+            if i not in worst or badness > worst[i][0]:
+                worst[i] = (badness, j, name, ref)
+    out = []
+    for i, (box, found_by, score) in enumerate(boxes):
+        residual = {name: checker.verifier.residual(view, box) for name, view in after.items()}
+        res_view = max(residual, key=residual.get)
+        _, j, name, ref = worst[i]
+        changed = any(region_changed(before[v], after[v], box) for v in after if v in before)
+        record = face_record(box, found_by, score, j, residual[res_view], checker.verifier.threshold, changed, checker.embedder.engine)
+        out.append({**record, "view": name, "reference_view": ref, "residual_view": res_view})
+    return out
