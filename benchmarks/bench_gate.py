@@ -248,13 +248,15 @@ def run_default_cli(items: list[Item], work: Path) -> tuple[Path, dict[str, dict
 def anonymize_ok(rec: dict | None) -> bool:
     """Would ``anonlens anonymize`` exit 0 on this image alone?"""
     return bool(rec) and rec.get("status") in ("anonymized", "resumed") and not rec.get("nothing_found") \
-        and not (rec.get("text_review") or {}).get("found") and not rec.get("decode_errors") and bool(rec.get("output"))
+        and not (rec.get("text_review") or {}).get("found") and not rec.get("decode_errors") and bool(rec.get("output")) \
+        and not (rec.get("release_check") or {}).get("people_without_faces")
 
 
 def anonymize_says(rec: dict | None) -> str:
     if not rec or rec.get("status") == "failed":
         return "failed"
     why = [w for w, on in (("nothing found", rec.get("nothing_found")), ("text found", (rec.get("text_review") or {}).get("found")),
+                           ("person without face", (rec.get("release_check") or {}).get("people_without_faces")),
                            ("damaged", rec.get("decode_errors"))) if on]
     return f"review ({', '.join(why)})" if why else "ok"
 

@@ -309,6 +309,9 @@ class BatchReport:
     damaged: list[dict[str, Any]] = field(default_factory=list)
     #: {"input", "boxes"}: outputs of a scope without text where the text review found text (a name tag identifies a person)
     text_found: list[dict[str, Any]] = field(default_factory=list)
+    #: {"input", "boxes"}: a face scope's images with people whose head area holds no face (a back
+    #: turned, a face hidden or missed)
+    people_without_faces: list[dict[str, Any]] = field(default_factory=list)
     edi: list[dict[str, Any]] = field(default_factory=list)  # per EDI face: history, final state
     #: verification outcomes over all regions: passed / strengthened / masked, and faces found in outputs
     verification: dict[str, int] = field(default_factory=lambda: {"passed": 0, "strengthened": 0, "masked": 0, "found_by_verification": 0})
@@ -349,14 +352,19 @@ class BatchReport:
         review = rec.get("text_review")
         if review and review.get("found") and rec["status"] != "failed":
             self.text_found.append({"input": rec["input"], "boxes": review["boxes"]})
+        people = (rec.get("release_check") or {}).get("people_without_faces")
+        if people and rec["status"] != "failed":
+            self.people_without_faces.append({"input": rec["input"], "boxes": [p["box"] for p in people]})
         if rec.get("decode_errors") and rec["status"] != "failed":
             self.damaged.append({"input": rec["input"], "errors": rec["decode_errors"]})
 
     def lists(self) -> dict[str, list]:
         """What a person must read: the images where nothing was found, damaged (decoded with
-        errors), with text left in the output (a scope without text), failed, not read; outputs
+        errors), with text left in the output (a scope without text), with people whose head holds
+        no face found (a face scope), failed, not read; outputs
         redone or removed; region keys unused; files in the output folder no run wrote."""
-        return {"nothing_found": self.nothing_found, "damaged": self.damaged, "text_found": self.text_found, "failed": self.failed, "ignored": self.ignored,
+        return {"nothing_found": self.nothing_found, "damaged": self.damaged, "text_found": self.text_found,
+                "people_without_faces": self.people_without_faces, "failed": self.failed, "ignored": self.ignored,
                 "replaced_outputs": self.replaced, "unmatched_region_keys": self.unmatched_regions,
                 "removed_outputs": self.removed, "foreign_files": self.foreign}
 
@@ -409,6 +417,7 @@ class BatchReport:
             "nothing_found": len(self.nothing_found),
             "damaged": len(self.damaged),
             "text_found": len(self.text_found),
+            "people_without_faces": len(self.people_without_faces),
             "regions": self.regions,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
@@ -602,6 +611,7 @@ def run_batch(
         report.nothing_found.sort()
         report.damaged.sort(key=lambda r: r["input"])
         report.text_found.sort(key=lambda r: r["input"])
+        report.people_without_faces.sort(key=lambda r: r["input"])
         extra = {"engine": engine.describe(), **({"legacy_records_moved": legacy} if legacy else {})}
         history = write_manifest(report, options, head, journal_path, index, layout, extra=extra, then=then)
         shutil.rmtree(tmp, ignore_errors=True)

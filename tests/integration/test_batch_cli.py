@@ -203,7 +203,7 @@ def test_kill_midway_leaves_no_partial_output_and_resume_finishes(tmp_path, astr
     for i in range(12):
         (src / f"{i:02d}.jpg").write_bytes(encode(np.roll(big, 11 * i, axis=0), "JPEG"))
     out = tmp_path / "out"
-    args = ["anonymize", "--on-text", "accept", src, "-o", out, "-q", "-j", "1"]
+    args = ["anonymize", "--on-text", "accept", "--on-faceless", "accept", src, "-o", out, "-q", "-j", "1"]
     proc = subprocess.Popen(anonlens_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = AuditLayout(default_audit_dir(out)).journal
 

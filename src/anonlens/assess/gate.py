@@ -70,7 +70,8 @@ from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD
 from ..io import is_video, read_image
 from ..pipeline import normalize_scope
-from ..verify import DEFAULT_ATTACKERS, AttackerSpec, check_pair, identity_figures, pair_checker, parse_attacker
+from ..verify import (DEFAULT_ATTACKERS, AttackerSpec, check_pair, face_boxes_of, identity_figures, pair_checker, parse_attacker,
+                      people_without_faces)
 from ..video.io import paired_frames
 from .pairs import Pair, split_manifest
 
@@ -78,10 +79,11 @@ __all__ = ["VERDICTS", "ImageVerdict", "GateResult", "release_gate", "check_imag
            "parse_attacker"]
 
 #: worst first: an image's verdict is the first of these that applies
-VERDICTS = ("not-evaluated", "re-identified", "text-readable", "residual-face", "residual-text", "nothing-found", "passed")
+VERDICTS = ("not-evaluated", "re-identified", "text-readable", "residual-face", "residual-text", "person-without-face", "nothing-found",
+            "passed")
 #: verdicts a person may accept by listing the image in the reviewed file (and ``text-readable``
 #: when no face of the image fails)
-REVIEWABLE = ("not-evaluated", "nothing-found")
+REVIEWABLE = ("not-evaluated", "nothing-found", "person-without-face")
 
 
 @dataclass
@@ -94,6 +96,7 @@ class ImageVerdict:
     faces: list[dict[str, Any]] = field(default_factory=list)
     reviewed: bool = False
     texts: list[dict[str, Any]] | None = None  # None: text not checked
+    people: list[dict[str, Any]] | None = None  # people with no face found; None: not looked for
 
     @property
     def passed(self) -> bool:
@@ -125,6 +128,7 @@ class GateResult:
             "counts": self.counts(),
             **identity_figures(faces),
             "faces_with_residual_detection": sum(f["residual"] for f in faces),
+            "people_without_faces": sum(len(i.people or []) for i in self.images),
             **self._text_summary(),
             "threshold": self.threshold,
             "residual_threshold": self.residual_threshold,
@@ -178,11 +182,13 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
         scope = (doc.get("options", {}).get("anonymize") or {}).get("scope", "face")
         records = {str(Path(r["output"])): r for r in doc.get("images", []) if r.get("output")}
         has_text = normalize_scope(scope).endswith("text")
+        face_scope = normalize_scope(scope).split(",")[0] == "face"
     except (AnonlensError, ValueError, OSError):
-        has_text = False
+        has_text, face_scope = False, True
     for pair in pairs:
         rec = records.get(str(pair.anonymized), {})
         pair.extra["check_text"] = has_text
+        pair.extra["check_people"] = face_scope
         pair.extra["kept_text"] = [k["box"] for k in rec.get("kept_text", [])]
         frames = set()
         for t in rec.get("tracks", []):
@@ -219,12 +225,14 @@ def release_gate(
     text: bool = True,
     attackers: Sequence[AttackerSpec] = DEFAULT_ATTACKERS,
     criterion: str = "rank1",
+    people: bool = True,
 ) -> GateResult:
     """A verdict for every pair (and the ``unevaluated`` images from :func:`manifest_pairs`).
     Text is checked by default (a name tag identifies a person): ``text=False`` leaves it out,
     except where the pair says its run's scope had text (``pair.extra["check_text"]``).
     ``attackers`` (:func:`parse_attacker`) and ``criterion`` (``rank1``, ``tau``, ``both``) make the
-    identity test (the module docstring)."""
+    identity test (the module docstring). ``people`` (photos; not where the run's scope anonymized
+    whole people, ``pair.extra["check_people"]`` False): people with no face found are a review item."""
     reviewed = set(reviewed)
     checker = pair_checker(threshold, residual_threshold, dlib_min_score, attackers=attackers, criterion=criterion)
     items: list[ImageVerdict] = list(unevaluated)
@@ -251,6 +259,8 @@ def release_gate(
                     raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
                 item.faces, item.texts = check_pair(checker, original, anonymized, text=check_text, kept=pair.extra.get("kept_text", []),
                                                     original_alpha=orig.alpha, anonymized_alpha=anon.alpha)
+                if people and pair.extra.get("check_people", True):
+                    item.people = people_without_faces(original, face_boxes_of(item.faces))
         except AnonlensError as exc:
             item.verdict, item.problems = "not-evaluated", [str(exc)]
         except Exception as exc:  # fail closed: an image the gate could not check never passes
@@ -301,6 +311,9 @@ def _judge(item: ImageVerdict, residual_threshold: float, text_scope: bool = Fal
             item.problems.append(f"text {i} at {t['box']} still readable (read back with similarity {t['similarity']:.2f})")
         elif t["detected"] and text_scope:
             item.problems.append(f"text {i} at {t['box']} still detected as text (score {t['residual_score']:.2f})")
+    for p in item.people or []:
+        item.problems.append(f"a person at {p['box']} has no face found in the head area (a back turned, a face hidden or missed: "
+                             "the person may still be recognised): a person must review it")
     if any(f["reidentified"] for f in item.faces):
         item.verdict = "re-identified"
     elif any(t["readable"] for t in texts):
@@ -309,6 +322,8 @@ def _judge(item: ImageVerdict, residual_threshold: float, text_scope: bool = Fal
         item.verdict = "residual-face"
     elif text_scope and any(t["detected"] for t in texts):
         item.verdict = "residual-text"
+    elif item.people:
+        item.verdict = "person-without-face"
     elif not item.faces and not any(t.get("legible", True) for t in texts):
         # no face, and no legible text in the original (a texture, a logo): a person looks
         item.verdict, item.problems = "nothing-found", ["no face detector finds a face in the original: a person must review it"]
@@ -329,17 +344,21 @@ def check_images(
     attackers: Sequence[AttackerSpec] = DEFAULT_ATTACKERS,
     criterion: str = "rank1",
     text_scope: bool = False,
+    people: bool = True,
 ) -> ImageVerdict:
     """The gate's verdict for one original/anonymized pair of decoded ``(H, W, 3)`` RGB images
     and their ``(H, W)`` alpha channels (None: none), measured in every view (see the module
     docstring; no files: the web service's check; text is checked unless ``text=False``; ``text_scope``:
-    the run anonymized text, so text still detected fails too). Raises :class:`AnonlensError` when the sizes differ."""
+    the run anonymized text, so text still detected fails too; ``people``: people with no face found
+    are a review item, as for a face scope). Raises :class:`AnonlensError` when the sizes differ."""
     if original.shape[:2] != anonymized.shape[:2]:
         raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
     checker = pair_checker(threshold, residual_threshold, dlib_min_score, attackers=attackers, criterion=criterion)
     item = ImageVerdict(key, None, None, "passed")
     item.faces, item.texts = check_pair(checker, original, anonymized, text=text, kept=list(kept_text), original_alpha=original_alpha,
                                         anonymized_alpha=anonymized_alpha)
+    if people:
+        item.people = people_without_faces(original, face_boxes_of(item.faces))
     _judge(item, residual_threshold, text_scope=text_scope)
     return item
 

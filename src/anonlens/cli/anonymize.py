@@ -35,7 +35,7 @@ def anonymize_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Release folder: only the anonymized images go here, mirroring the input tree. New or empty (see --resume, --overwrite); never inside an input folder nor around one."),
     scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame); text (name tags, plates, signs, screens, documents). Combine text with one of the others: face,text (portraits with name tags; street imagery: faces and plates), person,text; all = person,text."),
     keep_text: Optional[str] = typer.Option(None, "--keep-text", help="With a text scope: leave readable the text regions whose recognised text matches this regular expression entirely (e.g. 'EXIT|STOP'); recognition runs only then. Default: every text region is anonymized."),
-    detector: Optional[str] = typer.Option(None, help="Detector name (see `anonlens detectors`). Default: centerface for faces, hog-person for bodies."),
+    detector: Optional[str] = typer.Option(None, help="Detector name (see `anonlens detectors`). Default: centerface for faces, ssd-person for bodies."),
     threshold: Optional[float] = typer.Option(None, help="Detector score threshold (detector's default if omitted)."),
     boxes: Optional[Path] = typer.Option(None, help="Your own regions: JSON or CSV of boxes/polygons per image (uses the 'boxes' detector)."),
     masks: Optional[Path] = typer.Option(None, help="Your own regions: folder of mask images mirroring the inputs (uses the 'boxes' detector)."),
@@ -48,6 +48,7 @@ def anonymize_cmd(
     on_empty: Optional[str] = typer.Option(None, help="When nothing is found: keep (copy unchanged), skip (write nothing), full (anonymize the whole image). Default: keep, name every such image and end with exit code 3 (review needed); choosing a policy explicitly is respected (exit 0)."),
     on_damaged: str = typer.Option("review", "--on-damaged", help="When the decoder reports errors in a file (a damaged input: corrupt JPEG data, video packets that fail to decode): review (anonymize what could be decoded, name the file on screen and in the manifest, end with exit code 3), accept (the same, exit 0) or fail (no output for it, exit code 1)."),
     on_text: str = typer.Option("review", "--on-text", help="Scopes without text: the last verification reads the text of each photo (a name tag identifies a person; `check` fails legible text). review: name every image whose output still has legible text, on screen and in the manifest, end with exit code 3; accept: the same, exit 0. Use --scope face,text to anonymize the text."),
+    on_faceless: str = typer.Option("review", "--on-faceless", help="Face scopes: the last verification also looks for people (ssd-person) whose head area holds no face found (a back turned, a face hidden or missed: the person may still be recognised). review: name every such image with the people's boxes, on screen and in the manifest, end with exit code 3; accept: the same, exit 0. Use --scope person to anonymize whole people."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not verify the outputs: by default a region that still detects as a face, and then (once every operator ran) a face the release gate's own check still fails (re-identified, still detected, untouched), is anonymized more strongly, then masked; a face failing under the mask fails its image (no output, exit 1)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep an allow-list of harmless EXIF tags (camera, lens, exposure, date; orientation reset to 1) and the colour profile. Never thumbnails, GPS, XMP, IPTC, maker notes, serial numbers or names; checked again after encoding. Default: strip everything."),
     detect_every: int = typer.Option(1, "--detect-every", min=1, max=5, help="Videos: run the detectors on every N-th frame only; tracks carry regions between, and new tracks are covered back to 4 frames before their first detection. Faster; a face visible for fewer than N frames can be missed. Default 1: every frame."),
@@ -76,7 +77,7 @@ def anonymize_cmd(
 
     Inputs are never modified. Each output is written atomically, without metadata, in the format its name says. An image that fails (unreadable, detector or operator error) gets no output at all, and the exit code is 1. OUTPUT holds only anonymized images: the manifest (per image the regions found, every parameter and both files' hashes), the run history and --assess scores go to the audit folder beside it, which links the release to the originals: keep it private.
 
-    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, OUTPUT holds files this run did not write, or the audit folder could not be written (--resume completes the run); 2 usage or a refused run (nothing touched); 3 review needed (nothing found, a damaged input, or text found in the output of a scope without text: see --on-text). 
+    Exit codes: 0 done; 1 an image failed, a region-file key matched no input, OUTPUT holds files this run did not write, or the audit folder could not be written (--resume completes the run); 2 usage or a refused run (nothing touched); 3 review needed (nothing found, a damaged input, text found in the output of a scope without text: see --on-text, or a person with no face found: see --on-faceless). 
     """
     from ..batch import BatchOptions, run_batch
 
@@ -105,6 +106,8 @@ def anonymize_cmd(
         fail(f"--on-damaged must be review, accept or fail; got {on_damaged!r}")
     if on_text not in ("review", "accept"):
         fail(f"--on-text must be review or accept; got {on_text!r}")
+    if on_faceless not in ("review", "accept"):
+        fail(f"--on-faceless must be review or accept; got {on_faceless!r}")
     method_opts: dict[str, Any] = {}
     if method == "edi":
         method_opts = {"target_risk": target_risk, "q": q, "max_iters": max_iters, "saliency": saliency,
@@ -172,6 +175,8 @@ def anonymize_cmd(
         raise typer.Exit(EXIT_REVIEW)  # decoded with errors: a person must look at what was made of it
     if on_text == "review" and report.text_found:
         raise typer.Exit(EXIT_REVIEW)  # text left in the output (a scope without text): the gate fails it
+    if on_faceless == "review" and report.people_without_faces:
+        raise typer.Exit(EXIT_REVIEW)  # a person with no face found: the gate asks for a review too
     raise typer.Exit(0)
 
 
@@ -308,6 +313,9 @@ def _print_summary(report, json_out: bool) -> None:
     _listing(f"Text was found in {len(report.text_found)} output(s) (the scope has no text; a name tag identifies a person); "
              "review them, or anonymize it with --scope face,text:",
              [f"{display_name(t['input'])}: {len(t['boxes'])} text region(s), e.g. at {t['boxes'][0]}" for t in report.text_found], "yellow")
+    _listing(f"People with no face found in {len(report.people_without_faces)} image(s) (a back turned, a face hidden or missed: "
+             "they may still be recognised); review them, or anonymize whole people with --scope person:",
+             [f"{display_name(p['input'])}: {len(p['boxes'])} person(s), e.g. at {p['boxes'][0]}" for p in report.people_without_faces], "yellow")
     _listing(f"{len(report.ignored)} file(s) not read:", [f"{display_name(r['input'])}: {r['reason']}" for r in report.ignored], "yellow")
     _listing(f"{len(report.replaced)} output(s) had changed since their run and were anonymized again:",
              [r["why"] for r in report.replaced], "yellow")

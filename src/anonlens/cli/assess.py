@@ -139,10 +139,11 @@ def correlate_cmd(
 def check_cmd(
     anonymized: Path = typer.Argument(..., help="Output folder of `anonlens anonymize` (its manifest gives the originals), or any folder with --original."),
     original: Optional[Path] = typer.Option(None, help="Folder of originals, paired by relative path, when ANONYMIZED has no manifest."),
-    reviewed: Optional[Path] = typer.Option(None, help="Text file, one path per line: images a person has looked at and accepts (nothing-found, not-evaluated, or text-readable when every face passes)."),
+    reviewed: Optional[Path] = typer.Option(None, help="Text file, one path per line: images a person has looked at and accepts (nothing-found, not-evaluated, person-without-face, or text-readable when every face passes)."),
     threshold: float = typer.Option(0.6, help="dlib's fixed threshold (tau): the tau criterion, and the second named rate reid_rate@tau."),
     residual_threshold: float = typer.Option(0.2, help="Face-detector score at or above which an anonymized face still counts as a face."),
     text: bool = typer.Option(True, "--text/--no-text", help="Check text (name tags, plates, signs): is it still detected, still readable? On by default (a name tag identifies a person); --keep-text regions of the run stay excluded."),
+    people: bool = typer.Option(True, "--people/--no-people", help="Look for people (ssd-person) whose head area holds no face found in the original (a back turned, a face hidden or missed): such an image is person-without-face, for a person to review (--reviewed). Not for runs whose scope anonymized whole people."),
     criterion: str = typer.Option("rank1", "--criterion", help="rank1: re-identified when nearer its own original than every impostor (default); tau: nearer than the attacker's threshold; both: either."),
     attacker: Optional[List[str]] = typer.Option(None, "--attacker", help="A face recogniser that tries to re-identify each face, NAME[:key=value,...] (repeatable; default dlib; e.g. onnx:model=arcface.onnx). A face fails if any re-identifies it."),
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (every image, its verdict and problems)."),
@@ -156,8 +157,9 @@ def check_cmd(
     original than every impostor (the release's other faces and a built-in gallery). Every face also
     fails when still detected as a face or left untouched. Verdicts, worst first: not-evaluated,
     re-identified, text-readable (legible text read back as in the original), residual-face,
-    residual-text (still detected as text, when the run's scope had text), nothing-found (no face or
-    legible text found and not reviewed), passed. Exit 1 when any image fails; every failing file is
+    residual-text (still detected as text, when the run's scope had text), person-without-face (a
+    person whose head area holds no face found, not reviewed), nothing-found (no face or legible text
+    found and not reviewed), passed. Exit 1 when any image fails; every failing file is
     named. `anonlens anonymize` runs this same check on its outputs before writing them.
     """
     from ..assess.gate import manifest_pairs, parse_attacker
@@ -174,7 +176,7 @@ def check_cmd(
         else:
             pair_list, missing = manifest_pairs(anonymized)
         result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold,
-                                     text=text, attackers=attackers, criterion=criterion)
+                                     text=text, attackers=attackers, criterion=criterion, people=people)
     except AnonlensError as exc:
         fail(str(exc))
     summary = result.summary()

@@ -2,7 +2,7 @@
 
 >>> from anonlens.detectors import list_detectors
 >>> list_detectors()
-['boxes', 'centerface', 'dlib-hog', 'hog-person', 'maskrcnn-person', 'text']
+['boxes', 'centerface', 'dlib-hog', 'hog-person', 'maskrcnn-person', 'ssd-person', 'text']
 >>> list_detectors(label="face")
 ['centerface', 'dlib-hog']
 """
@@ -17,6 +17,7 @@ from .boxes import Boxes
 from .centerface import CenterFace
 from .dlib_hog import DlibHOG
 from .hog_person import HOGPerson
+from .ssd_person import SSDPerson
 from .maskrcnn import MaskRCNNPerson
 from .text import TextDetector
 
@@ -31,6 +32,10 @@ DETECTORS.add("centerface", CenterFace, label="face", weights="centerface", offl
 DETECTORS.add("dlib-hog", DlibHOG, label="face", weights=None, offline=True, ranges={"upsample": "[0, 4]"})
 DETECTORS.add("hog-person", HOGPerson, label="person", weights=None, offline=True,
               ranges={"scale": "(1, 2]", "win_stride": "[1, 64]", "max_side": ">= 128", "nms_threshold": "(0, 1]"})
+DETECTORS.add("ssd-person", SSDPerson, label="person", weights="ssdlite-person", offline=True,
+              ranges={"threshold": "(0, 1)", "levels": "[1, 4]", "min_tile": ">= 32", "nms_threshold": "(0, 1]", "inside": "(0, 1]"},
+              summary="People as boxes: SSDLite MobileNetV2 (one class, person) on OpenVINO, shipped inside anonlens, over the "
+                      "whole image and in overlapping tiles down to min_tile px, so small people are found too.")
 DETECTORS.add("boxes", Boxes, label="region", weights=None, offline=True)
 DETECTORS.add("text", TextDetector, label="text", weights="ppocrv4-det", offline=True,
               ranges={"threshold": "(0, 1)", "pixel_threshold": "(0, 1)", "unclip": ">= 0", "min_side": ">= 32",

@@ -153,7 +153,7 @@ class FaceScore(Metric):
 
 class PeopleKept(Metric):
     """Utility for data sets meant to train person detectors: the share of the people found in
-    the original (OpenCV HOG) that the same detector still finds in the anonymized image
+    the original (``ssd-person``, the default body detector) that the same detector still finds in the anonymized image
     (IoU >= 0.5). Empty when the original has no detected person. Higher: more utility kept."""
 
     name = "people_kept"
@@ -162,7 +162,7 @@ class PeopleKept(Metric):
     value_range = (0.0, 1.0)
     column_directions = {"people_kept": "lower"}
 
-    def __init__(self, *, detector: str = "hog-person", iou: float = 0.5):
+    def __init__(self, *, detector: str = "ssd-person", iou: float = 0.5):
         self.detector = detector
         self.iou = float(iou)
         self._detector = create_detector(detector)

@@ -298,7 +298,7 @@ def create_app(settings: ServiceSettings | None = None):
         file: UploadFile = File(..., description="The image (JPEG, PNG, WebP, BMP, TIFF)"),
         scope: str = Form("face", description=f"What to anonymize: {', '.join(SCOPES)} (all = person,text)"),
         operator: str = Form("blur", description="blur, pixelate, mask, noise, dp-pix, inpaint (see GET /options)"),
-        detector: Optional[str] = Form(None, description="A detector name (default: centerface for faces, hog-person for bodies)"),
+        detector: Optional[str] = Form(None, description="A detector name (default: centerface for faces, ssd-person for bodies)"),
         threshold: Optional[float] = Form(None, allow_inf_nan=False, description="Detector score threshold: in (0, 1) for "
                                           "centerface and text; hog-person's is an SVM margin (0 by default). Out of the "
                                           "detector's range: 422"),
@@ -336,14 +336,16 @@ def create_app(settings: ServiceSettings | None = None):
             if check:
                 # text is always part of the verdict (a name tag identifies a person): with a scope
                 # without text a readable text is not refused but returned for review, as the CLI does
-                verdict = check_images(made.original, made.image, text=True, text_scope=config.has_text,
+                verdict = check_images(made.original, made.image, text=True, text_scope=config.has_text, people=config.reviews_people,
                                        original_alpha=made.original_alpha, anonymized_alpha=made.alpha)
             return made, verdict
 
         made, verdict = await _work(run)
         rec = made.record
         verdict_name = verdict.verdict if verdict is not None else "not-checked"
-        text_left = verdict is not None and not config.has_text and verdict.verdict == "text-readable"
+        # left for a person's review, not refused: legible text with a scope without text, a person with no face found
+        text_left = verdict is not None and ((not config.has_text and verdict.verdict == "text-readable")
+                                             or verdict.verdict == "person-without-face")
         if verdict is not None and verdict.verdict in _REFUSED and not text_left:
             raise ServiceError(409, "the anonymized image is still identifiable: " + "; ".join(verdict.problems)
                                + ". Nothing was returned; try a stronger operator (mask) or a larger margin.",

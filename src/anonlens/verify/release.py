@@ -42,7 +42,7 @@ from ..reid import ATTACKERS, CRITERIA, Attacker, DlibAttacker, FaceJudgement, c
 from ..regions import box_iou
 from .residual import FaceVerifier
 
-__all__ = ["PairChecker", "pair_checker", "check_pair", "check_text", "face_record", "region_changed", "identity_figures",
+__all__ = ["PairChecker", "pair_checker", "check_pair", "check_text", "people_without_faces", "face_boxes_of", "person_detector", "face_record", "region_changed", "identity_figures",
            "parse_attacker", "AttackerSpec", "DEFAULT_ATTACKERS", "TEXT_SIMILARITY", "LEGIBLE_CHARS", "LEGIBLE_CONFIDENCE", "legible"]
 
 #: a text region counts as still readable when what is read there matches the original this much
@@ -234,6 +234,46 @@ def check_text(original, anonymized, kept_boxes: Sequence = ()) -> list[dict[str
                     "detected": score >= detector.threshold, "similarity": round(sim, 3), "legible": ok,
                     "readable": ok and sim >= TEXT_SIMILARITY})
     return out
+
+
+MODELS.define("pair-person", size=1)
+
+#: a person counts from this detector score (``ssd-person``'s own threshold)
+PERSON_MIN_SCORE = 0.5
+#: a face belongs to a person when its centre lies inside the person's box, in its upper part
+PERSON_HEAD_SHARE = 0.5
+
+
+def person_detector():
+    """The person detector of the "person with no face found" rule (pooled: one per process)."""
+    # conservative settings: one box per person (a fragment of a body would have no face in its head area)
+    return MODELS.get("pair-person", None, lambda: create_detector("ssd-person", threshold=PERSON_MIN_SCORE, nms_threshold=0.45, inside=0.8))
+
+
+def people_without_faces(original, face_boxes: Sequence) -> list[dict[str, Any]]:
+    """The people the person detector finds in ``original`` whose head area holds none of
+    ``face_boxes`` (the faces the pair check counts, :func:`face_boxes_of`: a face's centre inside
+    the person's box, in its upper :data:`PERSON_HEAD_SHARE`): a back turned, a face hidden or missed. Each is
+    ``{"box", "score"}``; a person must look at these (the release gate's ``person-without-face``)."""
+    out = []
+    for person in person_detector().detect(original):
+        x1, y1, x2, y2 = person.box
+        head_y = y1 + PERSON_HEAD_SHARE * (y2 - y1)
+        has_face = False
+        for box in face_boxes:
+            cx, cy = (float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2
+            if x1 <= cx <= x2 and y1 <= cy <= head_y:
+                has_face = True
+                break
+        if not has_face:
+            out.append({"box": [round(float(v), 1) for v in person.box], "score": round(float(person.score), 4)})
+    return out
+
+
+def face_boxes_of(records: Sequence[dict[str, Any]]) -> list:
+    """The boxes of the pair check's face records that hold a face (any identity test but
+    ``not a face``: a hand CenterFace scores 0.23 does not make its person's face found)."""
+    return [r["box"] for r in records if r.get("identity") != "not a face"]
 
 
 def check_pair(checker: PairChecker, original, anonymized, *, text: bool = True, kept: Sequence = (), original_alpha=None,

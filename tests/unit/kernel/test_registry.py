@@ -26,7 +26,7 @@ def test_unknown_option_suggests_closest():
 
 def test_listing_filters_by_tag():
     assert set(list_detectors(label="face")) == {"centerface", "dlib-hog"}
-    assert set(list_detectors(label="person")) == {"hog-person", "maskrcnn-person"}
+    assert set(list_detectors(label="person")) == {"hog-person", "maskrcnn-person", "ssd-person"}
     assert list_operators() == ["agan", "blur", "dp-pix", "inpaint", "mask", "noise", "pixelate"]
 
 

@@ -42,6 +42,7 @@
   function verdictText(body) {
     if (body.verdict === "passed") return ["passed the release check: no face the detectors found is re-identified or still detected, and no text found is readable. The detectors can miss things: look before you publish", "passed"];
     if (body.verdict === "text-readable") return ["text is still readable (a name tag or a sign can identify a person): look at it, or anonymize text too (scope face,text)", "review"];
+    if (body.verdict === "person-without-face") return ["a person with no face found (a back turned, a face hidden or missed): look at it before you publish it, or anonymize whole people (scope person)", "review"];
     if (body.verdict === "nothing-found") return ["nothing found: no face was detected, so nothing was changed. Look at it before you publish it", "review"];
     if (body.verdict === "not-checked") return ["not checked", "review"];
     return [body.verdict, "failed"];
