@@ -650,11 +650,18 @@ class Anonymizer:
         checker = pair_checker(criterion=self.config.identity_criterion)
         regions_in = len(regions)
         state: dict[int, dict[str, Any]] = {}
-        texts_after = [np.zeros(original.shape[:2], bool) for _ in regions]
-        for k in range(len(regions)):
-            for t in range(k + 1, len(regions)):
+        text_masks: dict[int, np.ndarray] = {}  # measured only when a face must be fixed
+
+        def texts_after(k: int) -> np.ndarray:
+            """The pixels of the text regions applied after region ``k`` (they keep their own anonymization)."""
+            after = np.zeros(original.shape[:2], bool)
+            for t in range(k + 1, regions_in):
                 if regions[t].label == "text":
-                    texts_after[k] |= self._mask_of(regions[t], parts[t], original.shape)
+                    if t not in text_masks:
+                        text_masks[t] = self._mask_of(regions[t], parts[t], original.shape)
+                    after |= text_masks[t]
+            return after
+
         rounds = 0
         cache: dict = {}  # the original's faces and landmarks, measured once
         while True:
@@ -672,13 +679,12 @@ class Anonymizer:
                     out, extra, out_alpha = self.apply_with_alpha(out, out_alpha, [region], parts=["verification"], rng=rng)
                     regions.append(region)
                     parts.append("verification")
-                    texts_after.append(np.zeros(original.shape[:2], bool))
                     entries.append({**extra[0], "found_by": "release check"})
                     state[len(regions) - 1] = {"action": "added", "step": 0, "history": [_release_state(f)]}
                     continue
                 st = state.setdefault(k, {"action": "passed", "step": 0, "history": []})
                 st["history"].append(_release_state(f))
-                out, out_alpha = self._escalate(original, out, out_alpha, regions[k], parts[k], entries[k], st, texts_after[k], f, rng)
+                out, out_alpha = self._escalate(original, out, out_alpha, regions[k], parts[k], entries[k], st, texts_after(k), f, rng)
         for k, st in state.items():
             entries[k]["release_check"] = {"action": st["action"], "history": st["history"]}
         record: dict[str, Any] = {"faces": len(faces), "rounds": rounds, "regions_added": len(regions) - regions_in,

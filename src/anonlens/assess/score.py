@@ -66,9 +66,7 @@ def gate_identity_columns(batch: PairBatch, options: ScoreOptions) -> dict[str, 
     out: dict[str, list] = {c: [] for c in ["reidentified", *GATE_IDENTITY_COLUMNS, _FACES]}
     for orig, anon in zip(batch.original_images, batch.anonymized_images):
         faces, _ = check_pair(checker, orig, anon, text=False)
-        tests: dict[str, int] = {}
-        for f in faces:
-            tests[f["identity"]] = tests.get(f["identity"], 0) + 1
+        tests = identity_figures(faces)["identity_tests"]
         reid = any(f["reidentified"] for f in faces)
         out["reidentified"].append(reid if faces else None)
         out["faces"].append(len(faces))
@@ -300,7 +298,7 @@ def score_pairs(
     out = Path(output_dir) if output_dir is not None else None
     started = time.perf_counter()
     errors: list[dict[str, str]] = []
-    keep: dict[str, list] = {"reidentified": [], "orig_vec": [], "anon_vec": [], "faces": []}
+    keep: dict[str, list] = {"reidentified": [], "faces": []}
     identity = next((m for m in pair_metrics if m.name == "identity"), None)
     done = 0
     if engine is None:
@@ -315,7 +313,7 @@ def score_pairs(
             writer.writeheader()
 
         scored = engine.map_score(pairs, options, metrics, stream=score_stream, chunk=score_chunk, merge=merge_states)
-        for pair, values, error, orig_vec, anon_vec in scored:
+        for pair, values, error, _orig_vec, _anon_vec in scored:
             faces = values.pop(_FACES, None)
             row = {
                 "key": pair.key,
@@ -331,8 +329,6 @@ def score_pairs(
                 errors.append({"key": pair.key, "error": error})
             elif identity is not None:
                 keep["reidentified"].append(values.get("reidentified"))
-                keep["orig_vec"].append(orig_vec)
-                keep["anon_vec"].append(anon_vec)
                 keep["faces"] += faces or []
             if writer:
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
