@@ -32,3 +32,25 @@ def make_scenes(folder: Path, n: int, *, seed: int = 0, size=(1280, 720)) -> lis
         Image.fromarray(img).save(p, quality=90)
         paths.append(p)
     return paths
+
+
+def write_h264(path: Path, frames, width: int, height: int, fps: int = 25) -> int:
+    """Encode RGB ``frames`` (an iterable of (height, width, 3) uint8) as an H.264 clip; returns the count."""
+    from fractions import Fraction
+
+    import av
+
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+    vs.codec_context.time_base = Fraction(1, fps)
+    n = 0
+    for n, rgb in enumerate(frames, 1):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), "rgb24")
+        frame.pts = n - 1
+        for pkt in vs.encode(frame):
+            out.mux(pkt)
+    for pkt in vs.encode():
+        out.mux(pkt)
+    out.close()
+    return n

@@ -19,37 +19,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
 
 
 def make_clip(path: Path, seconds: float, fps: int = 25) -> int:
-    import av
     import numpy as np
     from skimage import data
+
+    from _scenes import write_h264
 
     face = data.astronaut()[60:190, 160:290]
     camera = np.repeat(data.camera()[::2, ::2, None], 3, axis=2)  # 256x256, a person
     n = int(seconds * fps)
-    out = av.open(str(path), "w")
-    vs = out.add_stream("libx264", rate=fps)
-    vs.width, vs.height, vs.pix_fmt = 1280, 720, "yuv420p"
-    vs.codec_context.time_base = Fraction(1, fps)
-    for i in range(n):
-        canvas = np.full((720, 1280, 3), 110, np.uint8)
-        x = int(40 + 1000 * (i % (4 * fps)) / (4 * fps))
-        canvas[200:330, x : x + 130] = face
-        canvas[420:676, 1200 - x // 2 - 256 : 1200 - x // 2] = camera
-        frame = av.VideoFrame.from_ndarray(canvas, "rgb24")
-        frame.pts = i
-        for p in vs.encode(frame):
-            out.mux(p)
-    for p in vs.encode():
-        out.mux(p)
-    out.close()
-    return n
+
+    def frames():
+        for i in range(n):
+            canvas = np.full((720, 1280, 3), 110, np.uint8)
+            x = int(40 + 1000 * (i % (4 * fps)) / (4 * fps))
+            canvas[200:330, x : x + 130] = face
+            canvas[420:676, 1200 - x // 2 - 256 : 1200 - x // 2] = camera
+            yield canvas
+
+    return write_h264(path, frames(), 1280, 720, fps)
 
 
 _WRAP = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "

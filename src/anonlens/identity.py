@@ -191,9 +191,10 @@ class DlibFaceEmbedder:
         vectors = self.describe_many(items)
         return [self._embedding(image, shape, v) for (image, shape), v in zip(items, vectors)]
 
-    def detect(self, image: np.ndarray, *, min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
-        """Face boxes dlib's HOG detector finds, with its scores (at least ``min_score``)."""
-        rects, scores, _ = self._detector.run(as_rgb_uint8(image), self.upsample, float(min_score))
+    def detect(self, image: np.ndarray, *, min_score: float = 0.0, upsample: int | None = None) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Face boxes dlib's HOG detector finds, with its scores (at least ``min_score``;
+        ``upsample``: this many doublings of the image first, default the embedder's)."""
+        rects, scores, _ = self._detector.run(as_rgb_uint8(image), self.upsample if upsample is None else int(upsample), float(min_score))
         return [((r.left(), r.top(), r.right() + 1, r.bottom() + 1), float(sc)) for r, sc in zip(rects, scores)]
 
     def embed_all(self, image: np.ndarray) -> list[FaceEmbedding]:

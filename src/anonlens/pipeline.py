@@ -434,15 +434,16 @@ class Anonymizer:
     def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:
         return [r for r, _ in self.detect_parts(image, source=source)]
 
-    def detect_parts(self, image: np.ndarray, *, source: str | None = None) -> list[tuple[Region, str]]:
+    def detect_parts(self, image: np.ndarray, *, source: str | None = None, skip: frozenset[str] = frozenset()) -> list[tuple[Region, str]]:
         """Regions with the part of the scope that found them: ``face`` (the face detector of the
         person scope), ``text`` (the text detector of a scope with text) or ``main`` (the scope's
-        own detector)."""
+        own detector). ``skip``: parts not run this time (a video's people between key frames)."""
         if self.detector is None:
             return [(whole_image_region(*image.shape[:2]), "main")]
-        faces = [] if self.face_detector is None else [(r, "face") for r in self.face_detector.detect(image)]
-        texts = [] if self.text_detector is None else [(r, "text") for r in self.text_detector.detect(image)]
-        return faces + [(r, "main") for r in self.detector.detect(image, source=source)] + texts
+        faces = [] if self.face_detector is None or "face" in skip else [(r, "face") for r in self.face_detector.detect(image)]
+        texts = [] if self.text_detector is None or "text" in skip else [(r, "text") for r in self.text_detector.detect(image)]
+        main = [] if "main" in skip else [(r, "main") for r in self.detector.detect(image, source=source)]
+        return faces + main + texts
 
     def keep_readable(self, image: np.ndarray, found: list[tuple[Region, str]]) -> tuple[list[tuple[Region, str]], list[dict[str, Any]]]:
         """With ``keep_text``: split off the text regions whose recognised text matches it
@@ -788,14 +789,14 @@ class Anonymizer:
         return out, extra, alpha
 
     def detect_views(self, image: np.ndarray, alpha: np.ndarray | None, *,
-                     source: str | None = None) -> tuple[list[tuple[Region, str]], list[str]]:
+                     source: str | None = None, skip: frozenset[str] = frozenset()) -> tuple[list[tuple[Region, str]], list[str]]:
         """:meth:`detect_parts` over the colour and, with a non-constant ``alpha``, over every
         composited view (:func:`~anonlens.io.images.composite_views`); a region a view finds again
         (same label, IoU > 0.5) counts once. Returns the regions and the view that found each."""
         found: list[tuple[Region, str]] = []
         views: list[str] = []
         for name, view in composite_views(image, alpha):
-            for region, part in self.detect_parts(view, source=source):
+            for region, part in self.detect_parts(view, source=source, skip=skip):
                 if not any(region.label == r.label and box_iou(region.box, r.box) > 0.5 for r, _ in found):
                     found.append((region, part))
                     views.append(name)
@@ -822,12 +823,13 @@ class Anonymizer:
             record.update(attribute_original=before, attribute_anonymized=after, attribute_kept=before == after)
         return res.image, params, record
 
-    def find(self, image: np.ndarray, *, alpha: np.ndarray | None = None, source: str | None = None) -> Found:
+    def find(self, image: np.ndarray, *, alpha: np.ndarray | None = None, source: str | None = None,
+             skip: frozenset[str] = frozenset()) -> Found:
         """The regions to anonymize in ``image`` (RGB): :meth:`detect_views` (the scope's detectors
         over the colour and, with a non-constant ``alpha``, every composited view), then
         :meth:`keep_readable` (with ``keep_text``, the matching text regions are split off and
-        recorded as kept)."""
-        found, seen_in = self.detect_views(image, alpha, source=source)
+        recorded as kept). ``skip``: parts of the scope not run (:meth:`detect_parts`)."""
+        found, seen_in = self.detect_views(image, alpha, source=source, skip=skip)
         views_of = {id(r): v for (r, _), v in zip(found, seen_in)}
         found, kept = self.keep_readable(image, found)
         return Found([r for r, _ in found], [p for _, p in found], [views_of.get(id(r)) for r, _ in found], kept)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-__all__ = ["Region", "Shape", "region_mask", "whole_image_region", "box_iou", "covers"]
+__all__ = ["Region", "Shape", "region_mask", "whole_image_region", "box_iou", "covers", "rot90_points_back", "rot90_box_back"]
 
 Shape = Literal["auto", "ellipse", "box", "mask"]
 
@@ -23,6 +23,33 @@ def box_iou(a, b) -> float:
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def rot90_points_back(x: np.ndarray, y: np.ndarray, k: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points of ``np.rot90(a, k)`` in ``a`` (``w`` x ``h`` pixels; continuous coordinates).
+
+    One counter-clockwise turn of an array ``w_i`` wide maps ``(x, y)`` to ``(y, w_i - x)``: the
+    turns are undone from the last one back.
+
+    >>> [float(v[0]) for v in rot90_points_back(np.array([2.0]), np.array([10.0]), 1, 20, 30)]
+    [10.0, 2.0]
+    """
+    sizes = [(w, h)]
+    for _ in range(k % 4):
+        sizes.append((sizes[-1][1], sizes[-1][0]))
+    for i in range(k % 4, 0, -1):
+        x, y = sizes[i - 1][0] - y, x
+    return x, y
+
+
+def rot90_box_back(box, k: int, w: int, h: int) -> tuple[float, float, float, float]:
+    """The box ``(x1, y1, x2, y2)`` of ``np.rot90(a, k)`` as a box of ``a`` (``w`` x ``h`` pixels).
+
+    >>> rot90_box_back((0.0, 0.0, 10.0, 5.0), 1, 20, 30)
+    (15.0, 0.0, 20.0, 10.0)
+    """
+    xs, ys = rot90_points_back(np.array([box[0], box[2]], float), np.array([box[1], box[3]], float), k, w, h)
+    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 
 @dataclass(frozen=True, eq=False)

@@ -76,3 +76,30 @@ def test_a_face_recognised_under_the_mask_fails_with_no_output(tmp_path, astrona
     assert "still fails the release check under a wide solid mask" in r.stdout
     assert not (tmp_path / "o" / "a.png").exists()
     assert manifest_of(tmp_path / "o")["images"][0]["status"] == "failed"
+
+
+def test_a_turned_photo_of_small_faces_is_anonymized_everywhere_and_check_agrees(tmp_path, astronaut):
+    """A crowd of 20 small faces in a photo turned a quarter (its orientation tag lost): the upright
+    search finds few of them; the last verification's search of every quarter turn finds the rest,
+    every face's pixels change, and check passes the output. The original alone fails check."""
+    import cv2
+    import numpy as np
+
+    from anonlens import create_detector
+    from anonlens.regions import rot90_box_back
+
+    small = cv2.resize(astronaut, (96, 96), interpolation=cv2.INTER_AREA)
+    grid = np.ascontiguousarray(np.vstack([np.hstack([small] * 5)] * 4))
+    faces = [r.box for r in create_detector("centerface").detect(grid)]
+    turned = np.ascontiguousarray(np.rot90(grid, 1))
+    Image.fromarray(turned).save(tmp_path / "turned.png")
+    r = _run("anonymize", tmp_path / "turned.png", "-o", tmp_path / "o", "-q", "-j", "1", "--scope", "face,text")
+    assert r.exit_code == 0, r.output
+    out = np.asarray(Image.open(tmp_path / "o" / "turned.png").convert("RGB"))
+    for box in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in rot90_box_back(box, 3, turned.shape[1], turned.shape[0]))
+        assert np.abs(out[y1:y2, x1:x2].astype(int) - turned[y1:y2, x1:x2]).mean() > 10, box
+    code, verdicts = _check(tmp_path / "o")
+    assert code == 0, verdicts
+    Image.fromarray(turned).save(tmp_path / "o" / "turned.png")  # the original in place of the output
+    assert _check(tmp_path / "o")[0] == 1

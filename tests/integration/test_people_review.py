@@ -75,3 +75,24 @@ def test_anonymize_lists_the_person_and_check_agrees(hidden_face, tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["check", str(tmp_path / "o5"), "-q", "--json"])
     assert json.loads(r.stdout)["counts"]["person-without-face"] == 0  # the run's scope anonymized whole people
+
+
+def test_person_scope_covers_the_person_box_and_agan_replaces_the_same_box(astronaut, tiny_agan_model):
+    """--scope person anonymizes the box ssd-person gives (grown by the scope's margin); the agan
+    operator gets the same person boxes (here with random weights: the path, not the look)."""
+    import anonlens
+    from anonlens import create_detector
+    from anonlens.regions import box_iou
+
+    (person,) = create_detector("ssd-person").detect(astronaut)
+    blurred = anonlens.anonymize(astronaut, scope="person")
+    bodies = [r for r in blurred.record["regions"] if r["label"] == "person"]
+    assert len(bodies) == 1 and box_iou(bodies[0]["box"], person.box) > 0.8
+    x1, y1, x2, y2 = (int(v) for v in person.box)
+    changed = np.abs(blurred.image[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).max(axis=2) > 0
+    assert changed.mean() > 0.9  # the whole person, not only the face
+    generated = anonlens.anonymize(astronaut, scope="person", operator="agan", operator_options={"model": tiny_agan_model, "seed": 1})
+    agan_bodies = [r for r in generated.record["regions"] if r["label"] == "person"]
+    assert [r["box"] for r in agan_bodies] == [r["box"] for r in bodies]
+    assert blurred.record["detector"] == generated.record["detector"] and "ssd-person" in json.dumps(generated.record["detector"])
+    assert "agan" in json.dumps(generated.record["operator"]) and "params" in agan_bodies[0]

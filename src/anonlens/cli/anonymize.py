@@ -52,6 +52,7 @@ def anonymize_cmd(
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not verify the outputs: by default a region that still detects as a face, and then (once every operator ran) a face the release gate's own check still fails (re-identified, still detected, untouched), is anonymized more strongly, then masked; a face failing under the mask fails its image (no output, exit 1)."),
     keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep an allow-list of harmless EXIF tags (camera, lens, exposure, date; orientation reset to 1) and the colour profile. Never thumbnails, GPS, XMP, IPTC, maker notes, serial numbers or names; checked again after encoding. Default: strip everything."),
     detect_every: int = typer.Option(1, "--detect-every", min=1, max=5, help="Videos: run the detectors on every N-th frame only; tracks carry regions between, and new tracks are covered back to 4 frames before their first detection. Faster; a face visible for fewer than N frames can be missed. Default 1: every frame."),
+    person_every: int = typer.Option(3, "--person-every", min=1, max=5, help="Videos with --scope person or body: run the person detector on every N-th detection frame (key frames; faces and text on every one); the tracker carries people between, and a person first seen on a key frame is covered back to 4 frames before. 1: every frame."),
     keep_audio: bool = typer.Option(False, "--keep-audio", help="Videos: copy the first audio stream unchanged (default: audio is dropped; voices identify people too)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run recorded for OUTPUT: its outputs are rewritten or removed; the run history keeps its record."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run recorded for OUTPUT (interrupted or finished) with the same options: an image is skipped when its input is unchanged and its output still has the recorded hash; anything else is redone."),
@@ -142,7 +143,7 @@ def anonymize_cmd(
             overwrite=overwrite,
             resume=resume,
             workers=workers,
-            video=VideoOptions(keep_audio=keep_audio, detect_every=detect_every),
+            video=VideoOptions(keep_audio=keep_audio, detect_every=detect_every, person_every=person_every),
             on_damaged=on_damaged,
         )
         runner = make_engine(engine, ray_address, workers, engine_option)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..checks import as_rgb_uint8
 from ..identity import DlibFaceEmbedder
-from ..regions import box_iou
+from ..regions import box_iou, rot90_points_back
 
 __all__ = ["FaceLocation", "locate_face", "view_of", "identity_test", "IdentityTest", "NOT_A_FACE",
            "UNMEASURABLE_POSE", "CONFIDENT_FACE_SCORE", "WEAK_REGION_MIN_DLIB_SCORE", "measured_by"]
@@ -78,23 +78,6 @@ class FaceLocation:
                 "box": [round(float(v), 2) for v in self.box]}
 
 
-def _rot_point_back(x: np.ndarray, y: np.ndarray, k: int, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points of ``np.rot90(a, k)`` in ``a`` (``w`` x ``h`` pixels; continuous coordinates).
-
-    One counter-clockwise turn of an array ``w_i`` wide maps ``(x, y)`` to ``(y, w_i - x)``: the
-    turns are undone from the last one back.
-
-    >>> [float(v[0]) for v in _rot_point_back(np.array([2.0]), np.array([10.0]), 1, 20, 30)]
-    [10.0, 2.0]
-    """
-    sizes = [(w, h)]
-    for _ in range(k % 4):
-        sizes.append((sizes[-1][1], sizes[-1][0]))
-    for i in range(k % 4, 0, -1):
-        x, y = sizes[i - 1][0] - y, x
-    return x, y
-
-
 def _view(image: np.ndarray, crop: tuple[int, int, int, int], scale: float, k: int) -> np.ndarray:
     x1, y1, x2, y2 = crop
     part = image[y1:y2, x1:x2]
@@ -140,7 +123,7 @@ def locate_face(original: np.ndarray, box, *, embedder: DlibFaceEmbedder, contex
     for k in range(4):
         view = np.ascontiguousarray(np.rot90(view0, k))
         for fbox, score in embedder.detect(view, min_score=min_score):
-            xs, ys = _rot_point_back(np.array([fbox[0], fbox[2]], float), np.array([fbox[1], fbox[3]], float), k, vw, vh)
+            xs, ys = rot90_points_back(np.array([fbox[0], fbox[2]], float), np.array([fbox[1], fbox[3]], float), k, vw, vh)
             xs, ys = xs / scale + crop[0], ys / scale + crop[1]
             mapped = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
             iou = box_iou(mapped, (bx1, by1, bx2, by2))

@@ -103,7 +103,10 @@ class PairChecker:
         """``(box, found_by, detector score)`` of every face a detector finds in ``image``: CenterFace's
         (with its score), then dlib's that CenterFace missed (score 1: dlib found a face there)."""
         found = [(tuple(float(v) for v in r.box), "centerface", float(r.score)) for r in self.verifier.faces(image)]
-        for box, _score in self.embedder.detect(image, min_score=self.dlib_min_score):
+        # dlib doubles images up to DLIB_UPSAMPLE_MAX_SIDE (faces from about 40 px); larger ones it
+        # searches as they are (faces from about 80 px: CenterFace finds the smaller ones)
+        upsample = 1 if max(image.shape[:2]) <= DLIB_UPSAMPLE_MAX_SIDE else 0
+        for box, _score in self.embedder.detect(image, min_score=self.dlib_min_score, upsample=upsample):
             if not any(box_iou(box, b) > 0.3 for b, _, _ in found):
                 found.append((tuple(float(v) for v in box), "dlib", 1.0))
         return found
@@ -203,6 +206,8 @@ def pair_checker(threshold: float = DLIB_MATCH_THRESHOLD, residual_threshold: fl
 #: photo runs at 1.33x, not 2x): on the 12 photos of ``benchmarks/photos.py`` the same legible
 #: texts are found (street signs, a shirt's print, the astronaut's name tag) for 40 % less CPU
 TEXT_MAX_SIDE = 2560
+#: the pair check's dlib face search doubles images whose larger side is at most this (4x the cost)
+DLIB_UPSAMPLE_MAX_SIDE = 1024
 
 
 def _build_text_models():
@@ -222,8 +227,16 @@ def check_text(original, anonymized, kept_boxes: Sequence = ()) -> list[dict[str
     found = [r for r in detector.detect(original) if not any(box_iou(r.box, k) > 0.5 for k in kept_boxes)]
     if not found:
         return []
-    before = recognizer([rotated_crop(original, r.polygon) for r in found])
-    after = recognizer([rotated_crop(anonymized, r.polygon) for r in found])
+    # each crop read as cut, and one not legible so also turned half a turn (text upside down, or
+    # turned the other way in a photo whose orientation tag was lost): the more confident reading counts
+    crops = [rotated_crop(original, r.polygon) for r in found]
+    before = recognizer(crops)
+    again = [i for i, (a, conf) in enumerate(before) if not legible(a.strip(), conf)]
+    half = [False] * len(found)
+    for i, reading in zip(again, recognizer([np.ascontiguousarray(np.rot90(crops[i], 2)) for i in again]) if again else []):
+        if reading[1] > before[i][1]:
+            before[i], half[i] = reading, True
+    after = recognizer([np.ascontiguousarray(np.rot90(rotated_crop(anonymized, r.polygon), 2 if t else 0)) for r, t in zip(found, half)])
     out = []
     for r, (a, conf), (b, _) in zip(found, before, after):
         a, b = a.strip(), b.strip()

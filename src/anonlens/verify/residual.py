@@ -62,7 +62,7 @@ class FaceVerifier:
         self.context = float(context)
         self.min_crop, self.probe_size = int(min_crop), int(probe_size)
         self._probe = create_detector("centerface", threshold=probe_threshold, multiscale=False, **opts)
-        self._full = create_detector("centerface", threshold=self.threshold, **opts)
+        self._full = create_detector("centerface", threshold=self.threshold, orientations=4, **opts)
 
     def options(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "context": self.context, "strengthen_steps": STRENGTHEN_STEPS}
@@ -95,7 +95,8 @@ class FaceVerifier:
         return round(best, 4)
 
     def faces(self, image: np.ndarray) -> list[Region]:
-        """Faces the multi-scale face detector finds anywhere in ``image``."""
+        """Faces the multi-scale face detector finds anywhere in ``image``, upright or turned by a
+        quarter turn (``orientations=4``: a photo whose orientation tag was lost)."""
         return self._full.detect(image)
 
 

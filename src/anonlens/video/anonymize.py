@@ -54,10 +54,16 @@ class VideoOptions:
     #: are carried by their motion, and a new track is covered back to ``pre_frames`` frames before
     #: its first detection. Faster; a face visible for fewer than ``n`` frames can be missed.
     detect_every: int = 1
+    #: scopes with a person detector (``person``, ``body``): it runs on every n-th detection frame
+    #: only (key frames; faces and text on every one), the tracker carrying the people between;
+    #: a person first seen on a key frame is covered back to ``pre_frames`` frames before it (key
+    #: frames are at most ``pre_frames + 1`` frames apart: with ``detect_every`` 2, every 2nd
+    #: detection frame). The person detector costs about three times the face detector. 1: every frame.
+    person_every: int = 3
 
     def __post_init__(self) -> None:
-        if self.detect_every < 1:
-            raise AnonlensError("detect_every must be >= 1")
+        if self.detect_every < 1 or self.person_every < 1:
+            raise AnonlensError("detect_every and person_every must be >= 1")
         if self.detect_every > self.tracker.pre_frames + 1:
             raise AnonlensError(f"detect_every {self.detect_every} leaves frames before a new track uncovered: "
                                 f"it may be at most pre_frames + 1 = {self.tracker.pre_frames + 1}")
@@ -77,12 +83,15 @@ def anonymize_frames(
     source: str | None = None,
     tracks_out: list | None = None,
     detect_every: int = 1,
+    person_every: int = 1,
 ) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     """Anonymize ``frames`` ((H, W, 3) uint8 RGB, in order); yield ``(frame, record)`` per frame,
     in order. ``record``: ``{"frame", "regions": [{"track", "how": detected|filled|before|between|
     whole-frame|verification, "label", "box", "verification"...}]}``, and with ``keep_text``
     ``"kept_text"``: the text regions this frame's detection left readable (as for a photo).
-    ``tracks_out`` (a list) receives the tracks at the end."""
+    ``tracks_out`` (a list) receives the tracks at the end. ``person_every``: a person detector
+    (the scope's own, ``person``/``body``) runs on every n-th detection frame only
+    (:class:`VideoOptions`)."""
     if anonymizer.edi is not None:
         raise AnonlensError("EDI-Anon (--method edi) is for photos; use the uniform method for videos")
     if anonymizer.detector is not None and anonymizer.detector.name == "boxes":
@@ -92,6 +101,8 @@ def anonymize_frames(
     seed = getattr(anonymizer.operator, "seed", None)
     base = zlib.crc32(f"{seed}:{source or ''}".encode()) if seed is not None else secrets.randbits(32)
     buffer: collections.deque = collections.deque()
+    person_every = max(1, min(person_every, (cfg.pre_frames + 1) // detect_every))  # no person uncovered before its key frame
+    people_between = person_every > 1 and anonymizer.detector is not None and anonymizer.detector.label == "person"
     for index, frame in enumerate(frames):
         kept: list[dict[str, Any]] = []
         if anonymizer.detector is None:  # the image scope: every frame whole, nothing to track
@@ -99,12 +110,15 @@ def anonymize_frames(
             whole = [(whole_image_region(*frame.shape[:2]), "main", None, "whole-frame")]
         else:
             whole = []
+            skip: frozenset[str] = frozenset()
             if index % detect_every:
                 found = None  # not a detection frame: the tracks carry over
             else:
-                seen = anonymizer.find(frame, source=source)
+                if people_between and (index // detect_every) % person_every:
+                    skip = frozenset({"main"})  # not a key frame: the people's tracks carry over
+                seen = anonymizer.find(frame, source=source, skip=skip)
                 found, kept = list(zip(seen.regions, seen.parts)), seen.kept_text
-            regions, born = trk.update(index, found, frame.shape[:2])
+            regions, born = trk.update(index, found, frame.shape[:2], not_run=skip)
         entry = {"frame": index, "image": frame, "kept_text": kept,
                  "regions": whole + [(r, p, t.id, how) for r, p, t, how in regions]}
         first_region = {t.id: r for r, _, t, _ in regions}
@@ -198,7 +212,7 @@ def anonymize_video(
                 yield rgb
 
         for out, rec in anonymize_frames(upright(), anonymizer, tracker=options.tracker, source=source, tracks_out=tracks,
-                                         detect_every=options.detect_every):
+                                         detect_every=options.detect_every, person_every=options.person_every):
             pts, tb = timing.popleft()
             if writer is None:
                 stream = reader.stream

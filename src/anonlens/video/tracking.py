@@ -97,14 +97,26 @@ class Tracker:
         self.ended: list[Track] = []
         self._next = 1
 
-    def update(self, frame: int, detections: list[tuple[Region, str]] | None, shape: tuple[int, int]) -> tuple[list[tuple[Region, str, Track, str]], list[Track]]:
+    def update(self, frame: int, detections: list[tuple[Region, str]] | None, shape: tuple[int, int], *,
+               not_run: frozenset[str] = frozenset()) -> tuple[list[tuple[Region, str, Track, str]], list[Track]]:
         """Returns the regions to anonymize in ``frame`` as ``(region, part, track, how)`` with
         ``how`` ``detected``, ``filled`` or ``between`` (``detections`` None: the detector did not
         run on this frame; every live track is carried over, as a miss that does not count), and
-        the tracks born in this frame."""
+        the tracks born in this frame. ``not_run``: parts whose detector did not run on this frame
+        (people between key frames): their tracks are carried over the same way."""
         cfg = self.config
         if detections is None:
             return self._carry(frame, shape), []
+        h, w = shape
+        carried = [t for t in self.live if t.part in not_run]
+        self.live = [t for t in self.live if t.part not in not_run]
+        out, born = self._match(frame, detections, shape)
+        out += self._carry(frame, shape, carried)
+        self.live += carried
+        return out, born
+
+    def _match(self, frame: int, detections: list[tuple[Region, str]], shape: tuple[int, int]) -> tuple[list[tuple[Region, str, Track, str]], list[Track]]:
+        cfg = self.config
         h, w = shape
         out: list[tuple[Region, str, Track, str]] = []
         pairs = []
@@ -164,10 +176,10 @@ class Tracker:
         self.live = still
         return out, born
 
-    def _carry(self, frame: int, shape: tuple[int, int]) -> list[tuple[Region, str, Track, str]]:
+    def _carry(self, frame: int, shape: tuple[int, int], tracks: list[Track] | None = None) -> list[tuple[Region, str, Track, str]]:
         h, w = shape
         out = []
-        for t in self.live:
+        for t in self.live if tracks is None else tracks:
             t.box = t.predicted()
             box = np.clip(_grow(t.box, min(self.config.max_growth, self.config.growth * (t.misses + 1))), [0, 0, 0, 0], [w, h, w, h])
             if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:

