@@ -665,6 +665,11 @@ class Anonymizer:
 
         rounds = 0
         cache: dict = {}  # the original's faces and landmarks, measured once
+        searched = self.face_detector if self.face_detector is not None else self.detector
+        if alpha is None and searched is not None and searched.label == "face" and self.detector is not None:
+            # the scope's face detector already searched the original upright: the check reuses what it found
+            face_part = "face" if self.face_detector is not None else "main"
+            cache["upright"] = (searched, [r for r, p in zip(regions[:regions_in], parts) if p == face_part and r.label == "face"])
         while True:
             faces, _ = check_pair(checker, original, out, text=False, original_alpha=alpha, anonymized_alpha=out_alpha, cache=cache)
             failing = [f for f in faces if _release_fails(f)]

@@ -199,9 +199,8 @@ def test_resume_redoes_an_image_whose_input_changed(tmp_path, astronaut, no_face
 def test_kill_midway_leaves_no_partial_output_and_resume_finishes(tmp_path, astronaut):
     src = tmp_path / "in"
     src.mkdir()
-    big = np.tile(astronaut, (2, 3, 1))  # 1024x1536, a few hundred ms each
-    for i in range(12):
-        (src / f"{i:02d}.jpg").write_bytes(encode(np.roll(big, 11 * i, axis=0), "JPEG"))
+    for i in range(6):  # a second or more each with the last verification: killed after the 2nd, 4 left
+        (src / f"{i:02d}.jpg").write_bytes(encode(np.roll(astronaut, 11 * i, axis=0), "JPEG"))
     out = tmp_path / "out"
     args = ["anonymize", "--on-text", "accept", "--on-faceless", "accept", src, "-o", out, "-q", "-j", "1"]
     proc = subprocess.Popen(anonlens_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -219,15 +218,15 @@ def test_kill_midway_leaves_no_partial_output_and_resume_finishes(tmp_path, astr
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     outputs = list(out.glob("*.jpg"))
-    assert journalled() >= 2 and len(outputs) < 12, "the run was not interrupted midway"
+    assert journalled() >= 2 and len(outputs) < 6, "the run was not interrupted midway"
     for p in outputs:  # every visible output is complete
         Image.open(p).load()
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     done = run_anonlens(*args, "--resume", "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)["summary"]
-    assert summary["resumed"] >= 2 and summary["resumed"] + summary["anonymized"] == 12
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.jpg" for i in range(12)]
+    assert summary["resumed"] >= 2 and summary["resumed"] + summary["anonymized"] == 6
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:02d}.jpg" for i in range(6)]
     assert not AuditLayout(default_audit_dir(out)).current.exists()
 
 

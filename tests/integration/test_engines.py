@@ -29,6 +29,7 @@ from anonlens.batch import BatchOptions, plan_tasks, process_file, run_batch
 from anonlens.cli.main import app
 from anonlens.engines import ENGINES, create_engine
 from anonlens.engines.ray import chunk_items
+from anonlens.errors import AnonlensError
 from anonlens.io import metadata_segments
 from anonlens.samples import face_scene, write_samples
 
@@ -305,3 +306,28 @@ def test_ray_local_cli_anonymize_and_score(ray_env, tmp_path):
         rows[name + "-summary"] = {k: v for k, v in summary["summary"].items() if k != "seconds"}
     assert rows["r"] == rows["l"] and len(rows["r"]) == 5
     assert rows["r-summary"] == rows["l-summary"] and rows["l-summary"]["faces_in_originals"] >= 3
+
+
+def test_ray_gets_a_short_session_folder_when_the_temporary_folder_is_deep(monkeypatch, tmp_path):
+    """A deep TMPDIR (about 100 characters) would put Ray's Unix sockets past 107 bytes: the Ray
+    started here gets a short private folder under /tmp; a deep temp_dir the user names is refused."""
+    import os
+
+    from anonlens.engines.ray import RAY_SOCKET_TAIL, UNIX_SOCKET_PATH_MAX, ray_temp_dir
+
+    deep = tmp_path.joinpath(*["d" * 20] * 5)
+    deep.mkdir(parents=True)
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    short = ray_temp_dir(None)
+    try:
+        assert short is not None and short.startswith("/tmp/anonlens-ray-") and os.path.isdir(short)
+        assert len(short) + RAY_SOCKET_TAIL <= UNIX_SOCKET_PATH_MAX and oct(os.stat(short).st_mode & 0o777) == "0o700"
+    finally:
+        os.rmdir(short)
+    with pytest.raises(AnonlensError, match="too deep for its Unix sockets"):
+        ray_temp_dir(str(deep / "ray"))
+    monkeypatch.setenv("TMPDIR", "/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert ray_temp_dir(None) is None and ray_temp_dir("/tmp/r") == "/tmp/r"

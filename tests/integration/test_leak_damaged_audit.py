@@ -120,7 +120,7 @@ def test_a_video_with_corrupt_packets_is_named_as_damaged(astronaut, tmp_path):
     intact, bad = corrupt_clip(tmp_path, astronaut)
     (bad.parent / "intact.mp4").write_bytes(intact.read_bytes())
     out = tmp_path / "out"
-    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(bad.parent), "-o", str(out), "-q"])
+    r = runner.invoke(app, ["anonymize", str(bad.parent), "-o", str(out), "-q"])
     assert r.exit_code == 3, r.output
     lines = [line for line in r.stdout.splitlines() if "damaged.mp4" in line]
     assert lines and "frame 10: h264: " in lines[0], r.stdout  # the keyframe mid-stream
@@ -135,11 +135,11 @@ def test_a_video_with_corrupt_packets_is_named_as_damaged(astronaut, tmp_path):
     with av.open(str(out / "damaged.mp4")) as c:
         assert sum(1 for _ in c.decode(c.streams.video[0])) == 30
     # accepted by policy: exit 0, still in the manifest
-    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(bad), "-o", str(tmp_path / "acc"), "-q", "--on-damaged", "accept", "--json"])
+    r = runner.invoke(app, ["anonymize", str(bad), "-o", str(tmp_path / "acc"), "-q", "--on-damaged", "accept", "--json"])
     assert r.exit_code == 0, r.output
     assert [d["input"] for d in json.loads(r.stdout)["damaged"]] == [str(bad)]
     # refused by policy: nothing written
-    r = runner.invoke(app, ["anonymize", "--scope", "face,text", str(bad), "-o", str(tmp_path / "fail"), "-q", "--on-damaged", "fail", "--json"])
+    r = runner.invoke(app, ["anonymize", str(bad), "-o", str(tmp_path / "fail"), "-q", "--on-damaged", "fail", "--json"])
     assert r.exit_code == 1 and not list((tmp_path / "fail").rglob("*")), r.output
 
 

@@ -239,9 +239,19 @@ def _chromium() -> str | None:
     return None
 
 
+@pytest.fixture
+def short_tmp(monkeypatch):
+    """Playwright's profile and Chromium's singleton socket go in TMPDIR: a short one, whatever the
+    suite's (a deep TMPDIR puts the socket past the 107-byte limit of a Unix socket's path)."""
+    folder = tempfile.mkdtemp(prefix="pw", dir="/tmp")
+    monkeypatch.setenv("TMPDIR", folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium (apt-get install chromium; .ci/run installs it)")
-def test_page_in_a_real_browser(tmp_path):
+def test_page_in_a_real_browser(tmp_path, short_tmp):
     sync_api = pytest.importorskip("playwright.sync_api")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with serving(env) as server:
@@ -250,7 +260,7 @@ def test_page_in_a_real_browser(tmp_path):
         photo.write_bytes(jpeg_with_everything(scene))
         home = tmp_path / "home"
         home.mkdir()
-        browser_env = {**os.environ, "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home), "HOME": str(home)}
+        browser_env = {**os.environ, "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home), "HOME": str(home), "TMPDIR": short_tmp}
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=_chromium(), env=browser_env, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                                                            "--disable-component-update", "--disable-sync", "--no-first-run"])

@@ -26,12 +26,12 @@ from ..operators import OPERATORS
 from ..pipeline import AnonymizeConfig, cached_anonymizer
 from ..video.anonymize import VideoOptions
 from .kit import (ENGINE_HELP, ENGINE_OPTION_HELP, EXIT_REVIEW, RAY_ADDRESS_HELP, app, err_console, fail, make_engine,
-                  out_console, parse_options, print_score_summary, run_score)
+                  out_console, parse_options, print_listing, print_score_summary, run_score)
 
 
 @app.command("anonymize")
 def anonymize_cmd(
-    inputs: List[Path] = typer.Argument(..., help="Image and video files and/or folders (searched recursively). Videos (mp4, m4v, mov, mkv, avi, webm) need pip install 'anonlens[video]'.", show_default=False),
+    inputs: List[Path] = typer.Argument(..., help="Image and video files and/or folders (searched recursively). Videos (mp4, m4v, mov, mkv, avi, webm) need pip install 'anonlens\\[video]'.", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Release folder: only the anonymized images go here, mirroring the input tree. New or empty (see --resume, --overwrite); never inside an input folder nor around one."),
     scope: str = typer.Option("face", help="What to anonymize: face; person (faces and whole bodies: every face the face detector finds, plus the body detector's people); body (the body detector's people, plus every face found in the output); image (the whole frame); text (name tags, plates, signs, screens, documents). Combine text with one of the others: face,text (portraits with name tags; street imagery: faces and plates), person,text; all = person,text."),
     keep_text: Optional[str] = typer.Option(None, "--keep-text", help="With a text scope: leave readable the text regions whose recognised text matches this regular expression entirely (e.g. 'EXIT|STOP'); recognition runs only then. Default: every text region is anonymized."),
@@ -357,28 +357,25 @@ def _range_text(text: str) -> str:
     return text if text[0] in "[(" else f"({text})"
 
 
-def _registry_table(registry, title: str) -> Table:
-    table = Table(title=title, header_style="bold")
-    table.add_column("name")
-    table.add_column("what it does")
-    table.add_column("options (default, accepted range)")
+def _print_registry(registry, title: str) -> None:
+    rows = []
     for entry in registry.entries():
         opts = ", ".join(f"{k}={v!r}" + (f" {_range_text(entry.ranges[k].text)}" if k in entry.ranges else "")
                          for k, v in entry.options().items())
-        table.add_row(entry.name, escape(entry.summary.replace("``", "")), escape(opts))
-    return table
+        rows.append([escape(entry.name), escape(entry.summary.replace("``", "")), escape(opts)])
+    print_listing(title, ["name", "what it does", "options (default, accepted range)"], rows)
 
 
 @app.command("detectors")
 def detectors_cmd() -> None:
     """List the detectors and their options."""
-    out_console.print(_registry_table(DETECTORS, "detectors"))
+    _print_registry(DETECTORS, "detectors")
 
 
 @app.command("operators")
 def operators_cmd() -> None:
     """List the anonymization operators and their options."""
-    out_console.print(_registry_table(OPERATORS, "operators"))
+    _print_registry(OPERATORS, "operators")
 
 
 @app.command("inspect")

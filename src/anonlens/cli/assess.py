@@ -10,7 +10,6 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..assess import pairs_from_csv, pairs_from_dirs
 from ..audit import find_manifest
@@ -20,7 +19,7 @@ from ..io import write_atomic
 from ..metrics import DEFAULT_METRICS, METRICS
 from ..weights import WEIGHTS, resolve_weights
 from .kit import (ENGINE_HELP, ENGINE_OPTION_HELP, RAY_ADDRESS_HELP, app, err_console, fail, make_engine, metric_options, out_console,
-                  parse_size, print_score_summary, require, run_score)
+                  parse_size, print_listing, print_score_summary, require, run_score)
 
 weights_app = typer.Typer(help="Model weight files: what anonlens knows, where they are, whether they are intact.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
@@ -203,13 +202,9 @@ def check_cmd(
 @app.command("metrics")
 def metrics_cmd() -> None:
     """List the assessment metrics, their direction and options."""
-    table = Table(title="metrics", header_style="bold")
-    for col in ("name", "level", "needs original", "more private when", "what it measures"):
-        table.add_column(col)
-    for e in METRICS.entries():
-        table.add_row(e.name, e.tags["level"], "yes" if e.tags["full_reference"] else "no", e.tags["more_private"],
-                      escape(e.summary) + ("" if e.tags["offline"] else " [yellow](downloaded weights)[/]"))
-    out_console.print(table)
+    rows = [[escape(e.name), e.tags["level"], "yes" if e.tags["full_reference"] else "no", e.tags["more_private"],
+             escape(e.summary) + ("" if e.tags["offline"] else " [yellow](downloaded weights)[/]")] for e in METRICS.entries()]
+    print_listing("metrics", ["name", "level", "needs original", "more private when", "what it measures"], rows)
 
 
 @weights_app.command("list")
@@ -225,12 +220,9 @@ def weights_list(json_out: bool = typer.Option(False, "--json")) -> None:
     if json_out:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(title="weights", header_style="bold")
-    for col in ("name", "status", "file", "licence"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], "[green]present[/]" if r["status"] == "present" else "[yellow]missing[/]", r["file"], escape(r["licence"]))
-    out_console.print(table)
+    print_listing("weights", ["name", "status", "file", "licence"],
+                  [[escape(r["name"]), "[green]present[/]" if r["status"] == "present" else "[yellow]missing[/]", escape(r["file"]),
+                    escape(r["licence"])] for r in rows])
 
 
 @weights_app.command("path")

@@ -24,7 +24,7 @@ from ..errors import AnonlensError, OptionError
 from ..extras import MissingExtraError, require_extra
 from ..metrics import column_directions
 
-__all__ = ["app", "out_console", "err_console", "EXIT_REVIEW", "fail", "require", "parse_options", "metric_options",
+__all__ = ["app", "print_listing", "LISTING_TABLE_WIDTH", "out_console", "err_console", "EXIT_REVIEW", "fail", "require", "parse_options", "metric_options",
            "parse_size", "ENGINE_HELP", "RAY_ADDRESS_HELP", "ENGINE_OPTION_HELP", "make_engine", "epoch_progress",
            "run_score", "print_score_summary", "train_classifier_cli"]
 
@@ -40,6 +40,32 @@ app = typer.Typer(
 # width, so scripts can grep it whatever the path length; tables still fit the terminal.
 out_console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+#: listings (detectors, operators, metrics, weights) are tables on terminals at least this wide,
+#: and one entry per block of lines below it: a name is never cut, whatever the width
+LISTING_TABLE_WIDTH = 100
+
+
+def print_listing(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """A listing whose first column is a name: a table (the name never wrapped, the other cells
+    folded) on a wide terminal, else each row as its name then one indented line per column.
+    Cells are rich markup (escape what is not)."""
+    if out_console.width >= LISTING_TABLE_WIDTH:
+        table = Table(title=title, header_style="bold")
+        table.add_column(columns[0], no_wrap=True, min_width=max([len(columns[0])] + [len(r[0]) for r in rows]))
+        for col in columns[1:]:
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(*r)
+        out_console.print(table)
+        return
+    out_console.print(f"[bold]{escape(title)}[/]")
+    for r in rows:
+        out_console.print(f"[bold]{r[0]}[/]")
+        for col, cell in zip(columns[1:], r[1:]):
+            if cell:
+                out_console.print(f"  {escape(col)}: {cell}")
 
 
 #: exit code when, with the default --on-empty, some image had nothing found (1 = failed, 2 = usage)
@@ -60,7 +86,7 @@ def require(extra: str, feature: str) -> None:
 
 
 ENGINE_HELP = ("Where the work runs: local (this machine's process pool) or ray (a Ray started on this machine for the run, "
-               "or the cluster of --ray-address). Needs pip install 'anonlens[ray]'.")
+               "or the cluster of --ray-address). Needs pip install 'anonlens\\[ray]'.")
 RAY_ADDRESS_HELP = ("Join a running Ray cluster (HOST:PORT, or auto) instead of starting one; implies --engine ray. Every node "
                     "needs this anonlens version and the same paths (a shared file system).")
 ENGINE_OPTION_HELP = ("Ray engine option key=value (repeatable): files_per_task=4 (pairs_per_task for score), max_retries=2 "

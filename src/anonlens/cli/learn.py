@@ -93,7 +93,7 @@ def train_cmd(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps. Default: CUDA when present, else CPU."),
     seed: int = typer.Option(42),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUTPUT."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every epoch to OUTPUT/tensorboard (pip install 'anonlens[tensorboard]')."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every epoch to OUTPUT/tensorboard (pip install 'anonlens\\[tensorboard]')."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Train a PerceptAnon metric (HA1 CNN or HA2 Siamese) with the reference's defaults."""

@@ -41,6 +41,7 @@ image, give it no mask.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -52,7 +53,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..checks import as_rgb_uint8
-from ..errors import AnonlensError, DetectionError
+from ..errors import AnonlensError, DetectionError, ImageReadError
+from ..io.files import read_regular_file
 from ..regions import Region
 from .base import Detector
 
@@ -64,6 +66,9 @@ _MASK_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 MIN_REGION_PIXELS = 16
 _UNITS = ("pixels", "normalized")
 
+
+#: a region file larger than this is refused (a table of boxes, not a data set)
+MAX_REGION_FILE_BYTES = 256 * 1024 * 1024
 
 def _norm_key(key: str) -> str:
     k = str(PurePosixPath(str(key).replace("\\", "/")))
@@ -143,8 +148,16 @@ def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     units (``"pixels"`` or ``"normalized"``) and its index under its key. Errors name the file,
     the key and the region."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise AnonlensError(f"region file not found: {path}")
+    try:  # a folder, a device, a pipe: named for what it is, never read (and never waited on)
+        raw = read_regular_file(path, max_bytes=MAX_REGION_FILE_BYTES)
+    except ImageReadError as exc:
+        raise AnonlensError(f"region file {exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AnonlensError(f"{path}: not UTF-8 text: {exc}") from None
     table: dict[str, list[dict[str, Any]]] = {}
 
     def add(key: Any, entry: Any, units: str, where: str) -> None:
@@ -160,7 +173,7 @@ def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
         regions.append(parsed)
 
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
+        with io.StringIO(text, newline="") as fh:
             reader = csv.DictReader(fh)
             need = {"image", "x1", "y1", "x2", "y2"}
             if reader.fieldnames is None or not need <= set(reader.fieldnames):
@@ -177,8 +190,8 @@ def load_box_table(path: str | Path) -> dict[str, list[dict[str, Any]]]:
                 add(row["image"], entry, _units(row.get("coordinates"), f"{path}:{i}"), f"line {i}")
         return table
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicates)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except json.JSONDecodeError as exc:
         raise AnonlensError(f"{path}: not valid JSON: {exc}") from None
     except _DuplicateKey as dup:
         fix = "merge their regions into one list" if dup.lists else "keep one"

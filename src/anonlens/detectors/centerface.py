@@ -442,8 +442,25 @@ class CenterFace(Detector):
         return boxes, lms
 
     def detect(self, image: np.ndarray, *, source: str | None = None) -> list[Region]:
-        boxes, lms = self.detect_arrays(image)
-        return [
-            Region(tuple(float(v) for v in b[:4]), float(b[4]), "face", landmarks=lm.reshape(5, 2))
-            for b, lm in zip(boxes, lms)
-        ]
+        return _regions(*self.detect_arrays(image))
+
+    def search(self) -> tuple:
+        """What decides the upright detections (every option but ``orientations``): two detectors
+        with the same search find the same faces upright."""
+        return (self._path, self.backend, self.precision, self.threshold, self.nms_threshold, self.multiscale, self.tile_pixels,
+                self.input_size, self.max_side)
+
+    def detect_turned(self, image: np.ndarray, upright: list[Region]) -> list[Region]:
+        """:meth:`detect` when the upright detections are known already (``upright``: what
+        :meth:`detect` of a detector with the same :meth:`search` and ``orientations=1`` returned
+        for ``image``): only the turned copies are searched."""
+        if self.orientations == 1 or not self.multiscale or self.input_size is not None:
+            return list(upright)
+        upright = sorted(upright, key=lambda r: -r.score)  # detect's order (already so when it is detect's list)
+        boxes = np.array([[*r.box, r.score] for r in upright], np.float32).reshape(-1, 5)
+        lms = np.array([np.asarray(r.landmarks, np.float32).reshape(10) for r in upright], np.float32).reshape(-1, 10)
+        return _regions(*self._turned(as_rgb_uint8(image), boxes, lms))
+
+
+def _regions(boxes: np.ndarray, lms: np.ndarray) -> list[Region]:
+    return [Region(tuple(float(v) for v in b[:4]), float(b[4]), "face", landmarks=lm.reshape(5, 2)) for b, lm in zip(boxes, lms)]

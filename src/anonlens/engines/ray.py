@@ -21,8 +21,10 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -104,11 +106,35 @@ def _run_scores(pairs: list, options: Any, cwd: str, threads: int,
 # -- the driver ---------------------------------------------------------------------------------
 
 
+#: a Unix socket's path holds at most this many bytes (Linux's sun_path, less its final NUL)
+UNIX_SOCKET_PATH_MAX = 107
+#: what Ray appends to its session folder for its sockets ("/session_<date>_<time>_<pid>/sockets/plasma_store" and the like)
+RAY_SOCKET_TAIL = 64
+
+
+def ray_temp_dir(temp_dir: str | None) -> str | None:
+    """The session folder for a Ray started here: ``temp_dir`` (absolute), or None for Ray's
+    default (``$TMPDIR/ray``) when that is short enough for Ray's Unix sockets, else a new private
+    folder under ``/tmp`` (a deep temporary folder would make Ray fail to start). An explicit
+    ``temp_dir`` too deep for the sockets is refused in one line."""
+    if temp_dir is not None:
+        path = str(Path(temp_dir).absolute())
+        if len(os.fsencode(path)) + RAY_SOCKET_TAIL > UNIX_SOCKET_PATH_MAX:
+            raise AnonlensError(f"Ray's temp_dir {path} is too deep for its Unix sockets ({len(os.fsencode(path))} bytes; "
+                                f"at most {UNIX_SOCKET_PATH_MAX - RAY_SOCKET_TAIL}): choose a shorter folder")
+        return path
+    default = os.path.join(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir(), "ray")
+    if len(os.fsencode(default)) + RAY_SOCKET_TAIL <= UNIX_SOCKET_PATH_MAX:
+        return None
+    return tempfile.mkdtemp(prefix="anonlens-ray-", dir="/tmp")
+
+
 class RayEngine:
     """Run on Ray. ``address=None`` starts a Ray on this machine for the run (``workers`` CPUs,
     default all) and stops it after; ``address="HOST:PORT"`` (or ``"auto"``) joins a running
     cluster, whose nodes must have this anonlens version installed and see the same paths.
-    ``temp_dir`` is Ray's session folder for the Ray started here (default: Ray's, /tmp/ray).
+    ``temp_dir`` is Ray's session folder for the Ray started here (default: Ray's, $TMPDIR/ray, or a
+    short private folder under /tmp when that is too deep for Ray's Unix sockets: :func:`ray_temp_dir`).
     ``files_per_task`` files (``pairs_per_task`` pairs) go to one task; a task whose worker dies is
     retried ``max_retries`` times."""
 
@@ -129,6 +155,7 @@ class RayEngine:
         if temp_dir is not None and address:
             raise AnonlensError("temp_dir applies to the Ray started here; a joined cluster keeps its own (ray start --temp-dir)")
         self._owned = False
+        self._short_temp: str | None = None
         self._pending: dict[Any, list] = {}
         self._stats: dict[str, Any] = {"pids": set(), "model_loads": 0, "tasks": 0, "split": 0, "lost": 0}
         self._cpus = 1
@@ -143,8 +170,11 @@ class RayEngine:
         if ray.is_initialized():  # a session the caller opened (a notebook, a test): use it as it is
             self._owned = False
         elif self.address is None:
+            temp_dir = ray_temp_dir(self.temp_dir)
+            if temp_dir is not None and self.temp_dir is None:
+                self._short_temp = temp_dir  # made here (the default is too deep for Ray's sockets): removed at the end
             ray.init(address="local", num_cpus=self.workers or None, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING, **({"_temp_dir": str(Path(self.temp_dir).absolute())} if self.temp_dir else {}))
+                     logging_level=logging.WARNING, **({"_temp_dir": temp_dir} if temp_dir else {}))
             self._owned = True
             if self.workers:  # fewer tasks than cores here: each may use its share of the cores
                 self._threads = max(1, (os.cpu_count() or 1) // self.workers)
@@ -189,6 +219,9 @@ class RayEngine:
         if self._owned and ray.is_initialized():
             ray.shutdown()
         self._owned = False
+        if self._short_temp is not None:
+            shutil.rmtree(self._short_temp, ignore_errors=True)
+            self._short_temp = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address or "local", "cpus": self._cpus, "files_per_task": self.files_per_task,

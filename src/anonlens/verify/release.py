@@ -99,10 +99,11 @@ class PairChecker:
             return DlibAttacker(**{"tau": self.threshold, **options}, embedder=self.embedder)
         return create_attacker(name, **options)
 
-    def face_boxes(self, image) -> list[tuple[tuple[float, ...], str, float]]:
+    def face_boxes(self, image, *, upright=None) -> list[tuple[tuple[float, ...], str, float]]:
         """``(box, found_by, detector score)`` of every face a detector finds in ``image``: CenterFace's
-        (with its score), then dlib's that CenterFace missed (score 1: dlib found a face there)."""
-        found = [(tuple(float(v) for v in r.box), "centerface", float(r.score)) for r in self.verifier.faces(image)]
+        (with its score), then dlib's that CenterFace missed (score 1: dlib found a face there).
+        ``upright``: see :meth:`~anonlens.verify.FaceVerifier.faces`."""
+        found = [(tuple(float(v) for v in r.box), "centerface", float(r.score)) for r in self.verifier.faces(image, upright=upright)]
         # dlib doubles images up to DLIB_UPSAMPLE_MAX_SIDE (faces from about 40 px); larger ones it
         # searches as they are (faces from about 80 px: CenterFace finds the smaller ones)
         upsample = 1 if max(image.shape[:2]) <= DLIB_UPSAMPLE_MAX_SIDE else 0
@@ -297,13 +298,14 @@ def check_pair(checker: PairChecker, original, anonymized, *, text: bool = True,
 
     ``cache``: a dict kept by a caller that checks several anonymized versions of one original
     (the anonymizer's rounds): what was measured in the original (its faces, their landmarks) is
-    kept there and not measured again."""
+    kept there and not measured again. A caller that searched the original for faces upright puts
+    ``(detector, detections)`` at ``cache["upright"]`` (:meth:`PairChecker.face_boxes`)."""
     cache = {} if cache is None else cache
     if len(composite_views(original, original_alpha)) == 1 and len(composite_views(anonymized, anonymized_alpha)) == 1:
         records = []
         if faces:
             if "boxes" not in cache:
-                cache["boxes"] = checker.face_boxes(original)
+                cache["boxes"] = checker.face_boxes(original, upright=cache.get("upright"))
                 cache["located"] = checker.locate(original, cache["boxes"]) if cache["boxes"] else []
             records = checker.check_faces(original, anonymized, cache["boxes"], cache["located"])
         return records, (check_text(original, anonymized, kept) if text else None)

@@ -94,9 +94,15 @@ class FaceVerifier:
                 best = max(best, float(b[4]))
         return round(best, 4)
 
-    def faces(self, image: np.ndarray) -> list[Region]:
+    def faces(self, image: np.ndarray, *, upright: tuple[Any, list[Region]] | None = None) -> list[Region]:
         """Faces the multi-scale face detector finds anywhere in ``image``, upright or turned by a
-        quarter turn (``orientations=4``: a photo whose orientation tag was lost)."""
+        quarter turn (``orientations=4``: a photo whose orientation tag was lost). ``upright``:
+        ``(detector, its detections in image)`` when a detector already searched ``image``
+        upright; used when its search is this one's (the anonymizer's CenterFace with its defaults)."""
+        if upright is not None:
+            detector, found = upright
+            if type(detector) is type(self._full) and detector.search() == self._full.search():
+                return self._full.detect_turned(image, found)
         return self._full.detect(image)
 
 

@@ -196,3 +196,20 @@ def test_unsafe_checkpoints_are_refused(tmp_path):
         load_state_dict(tmp_path / "evil.pth")
     torch.save({"state_dict": {"w": torch.ones(2)}}, tmp_path / "ref.pth.tar")
     assert load_state_dict(tmp_path / "ref.pth.tar")["w"].tolist() == [1.0, 1.0]
+
+
+def test_a_region_file_that_exists_but_is_no_regular_file_is_named_for_what_it_is(tmp_path):
+    import os
+
+    from anonlens.detectors.boxes import load_box_table
+
+    fifo = tmp_path / "boxes.json"
+    os.mkfifo(fifo)
+    for path, words in (("/dev/null", "not a regular file (a character device)"), (fifo, "not a regular file (a named pipe)"),
+                        (tmp_path, "is a folder"), (tmp_path / "missing.json", "region file not found")):
+        with pytest.raises(AnonlensError) as err:
+            load_box_table(path)
+        assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+    (tmp_path / "latin1.csv").write_bytes("image,x1,y1,x2,y2\ncaf\xe9.png,0,0,1,1\n".encode("latin-1"))
+    with pytest.raises(AnonlensError, match="not UTF-8"):
+        load_box_table(tmp_path / "latin1.csv")

@@ -47,3 +47,19 @@ def test_orientations_must_be_one_or_four():
 
     with pytest.raises((AnonlensError, ValueError), match="orientations"):
         create_detector("centerface", orientations=2)
+
+
+def test_the_check_reuses_an_upright_search_and_finds_the_same_faces(grid, astronaut):
+    """The anonymizer's CenterFace (its defaults) already searched the original upright: the release
+    check's face search reuses those detections and searches only the turned copies; the faces are
+    the same as a search of its own. Another search (another threshold) is not reused."""
+    from anonlens.verify import FaceVerifier
+
+    verifier = FaceVerifier()
+    same = create_detector("centerface")
+    other = create_detector("centerface", threshold=0.5)
+    for image in (grid, np.ascontiguousarray(np.rot90(grid)), astronaut):
+        own = [(r.box, r.score) for r in verifier.faces(image)]
+        reused = [(r.box, r.score) for r in verifier.faces(image, upright=(same, same.detect(image)))]
+        assert reused == own
+        assert [(r.box, r.score) for r in verifier.faces(image, upright=(other, []))] == own  # not reused: searched again
