@@ -303,6 +303,9 @@ class BatchReport:
     removed: list[str] = field(default_factory=list)  # overwrite: the earlier run's outputs not rewritten, deleted
     foreign: list[str] = field(default_factory=list)  # files in the output folder no run wrote
     regions: int = 0
+    #: videos among the files processed here, and their frames (the speed of a video run is in frames/s)
+    videos: int = 0
+    frames: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)  # {"input", "error"}
     nothing_found: list[str] = field(default_factory=list)  # inputs
     #: {"input", "errors"}: decoded with errors (damaged inputs), anonymized from what could be decoded
@@ -319,6 +322,10 @@ class BatchReport:
     def add(self, rec: dict[str, Any]) -> None:
         self.counts[rec["status"]] = self.counts.get(rec["status"], 0) + 1
         self.regions += len(rec.get("regions", []))
+        video = rec.get("video")
+        if isinstance(video, dict) and rec["status"] != "resumed":
+            self.videos += 1
+            self.frames += int(video.get("frames") or 0)
         per_frame = rec.get("regions_per_frame")  # a video: regions summed over its frames
         if per_frame:
             self.regions += per_frame["regions"]
@@ -421,6 +428,9 @@ class BatchReport:
             "regions": self.regions,
             "seconds": round(self.seconds, 2),
             "images_per_second": round(images / self.seconds, 3) if self.seconds > 0 else None,
+            "videos": self.videos,
+            "frames": self.frames,
+            "frames_per_second": round(self.frames / self.seconds, 3) if self.seconds > 0 and self.frames else None,
             "verification": self.verification_summary(),
             "replaced_outputs": len(self.replaced),
             "unmatched_region_keys": len(self.unmatched_regions),

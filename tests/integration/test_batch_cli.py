@@ -265,3 +265,33 @@ def test_listing_and_inspect_commands(tmp_path, astronaut):
     assert r.exit_code == 1 and "APP1:Exif" in r.stdout and "no metadata" in r.stdout
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and "anonlens" in r.stdout
+
+
+def test_without_a_terminal_progress_is_plain_lines_and_the_summary_speaks_in_its_unit(tmp_path, monkeypatch):
+    """A CI job or nohup: no progress bar, a plain line at most every PLAIN_PROGRESS_SECONDS (0 here);
+    the summary's speed is images/s for photos and frames/s for a video, never 0.00 images/s."""
+    import anonlens.cli.anonymize as cli_anonymize
+
+    from tests.helpers import noise, write_clip
+
+    monkeypatch.setattr(cli_anonymize, "PLAIN_PROGRESS_SECONDS", 0.0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"{i}.png").write_bytes(encode(noise(64, 64, seed=i)))
+    r = CliRunner().invoke(app, ["anonymize", str(photos), "-o", str(tmp_path / "o"), "--on-empty", "full"])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert "anonymizing: 1 of 2 files, 0 failed" in r.stderr and "anonymizing: 2 of 2 files, 0 failed" in r.stderr, r.stderr
+    assert not any("━" in line for line in lines)  # no bar drawn into a log
+    assert "images/s" in r.stdout and "frames/s" not in r.stdout
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "c.mp4", [noise(64, 96, seed=i) for i in range(6)])
+    r = CliRunner().invoke(app, ["anonymize", str(clips), "-o", str(tmp_path / "v"), "--on-empty", "full", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)["summary"]
+    assert summary["videos"] == 1 and summary["frames"] == 6 and summary["frames_per_second"] > 0
+    assert "c.mp4: frame 6 of 6" in r.stderr, r.stderr
+    r = CliRunner().invoke(app, ["anonymize", str(clips / "c.mp4"), "-o", str(tmp_path / "v2"), "--on-empty", "full", "-q"])
+    assert "frames/s" in r.stdout and "images/s" not in r.stdout, r.stdout

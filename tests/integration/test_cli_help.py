@@ -57,3 +57,18 @@ def test_listings_never_cut_a_name_at_any_width():
             assert r.exit_code == 0 and "…" not in r.output, (command, columns, r.output[:400])
             for name in names:
                 assert re.search(rf"(^|[│ ]){re.escape(name)}([ │]|$)", r.output, re.M), (command, columns, name)
+
+
+def test_report_on_a_folder_without_scores_says_the_exact_command(tmp_path):
+    from tests.helpers import encode, noise
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.png").write_bytes(encode(noise(64, 64)))
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["anonymize", str(src), "-o", str(out), "-q", "--on-empty", "full"]).exit_code == 0
+    r = runner.invoke(app, ["report", str(out)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert f"anonlens score -a {out} --original {src} -o {out}-scores" in r.output and f"anonlens report {out}-scores" in r.output
+    r = runner.invoke(app, ["report", str(src)])
+    assert r.exit_code == 2 and "no scores.csv here" in r.output and len(r.output.strip().splitlines()) == 1

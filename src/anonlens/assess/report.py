@@ -13,7 +13,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import cv2
 import numpy as np
@@ -63,11 +63,13 @@ def _thumb(path, size: int, boxes: Sequence[Sequence[float]] = ()) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def risk_order(df) -> list[int]:
-    """Row positions, the images most at risk first: still re-identified, then the smallest
-    identity distance, then the highest residual face score, then the highest SSIM."""
+def risk_order(df, failing: Collection[str] = ()) -> list[int]:
+    """Row positions, the images most at risk first: those the release gate does not pass
+    (``failing``: their anonymized paths), then still re-identified, then the smallest identity
+    distance, then the highest residual face score, then the highest SSIM."""
     def key(i: int):
         r = df.iloc[i]
+        gate_fails = str(r.get("anonymized", "")) in failing
 
         def num(col, default):
             v = r.get(col) if col in df.columns else None
@@ -79,7 +81,7 @@ def risk_order(df) -> list[int]:
 
         reid = str(r.get("reidentified", "")).lower() == "true"
         dist = min(num("identity_distance", 9.0), num("identity_distance_at_position", 9.0))
-        return (not reid, dist, -num("residual_face_score", 0.0), -num("ssim", 0.0))
+        return (not gate_fails, not reid, dist, -num("residual_face_score", 0.0), -num("ssim", 0.0))
 
     return sorted(range(len(df)), key=key)
 
@@ -240,7 +242,7 @@ def write_report(
     if plots:
         parts.append("<h2>Plots</h2><div class='plots'>" + "".join(plots) + "</div>")
     parts.extend(sections)
-    order = risk_order(df)[:max_images]
+    order = risk_order(df, {k for k, v in per_image.items() if v.get("verdict") != "passed"})[:max_images]
     utility = utility_columns()
     privacy_cols = [c for c in metric_cols if c not in utility]
     show_cols = privacy_cols + [c for c in ("reidentified", human) if c and c in df.columns and c not in metric_cols] \

@@ -217,6 +217,10 @@ def _print_edi(edi: dict[str, Any], target: float) -> None:
     out_console.print(f"[{style}]final re-identification rate {100 * final:.2f} % (target {100 * target:.2f} %)[/]")
 
 
+#: without a terminal, a progress line at most this often
+PLAIN_PROGRESS_SECONDS = 5.0
+
+
 def _run_with_progress(run_batch, inputs, output, options, audit, quiet, engine=None):
     progress = Progress(
         TextColumn("[bold]anonymizing"),
@@ -226,12 +230,21 @@ def _run_with_progress(run_batch, inputs, output, options, audit, quiet, engine=
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=quiet,
+        disable=quiet or not err_console.is_terminal,
         transient=False,
     )
-    state: dict[str, Any] = {"task": None, "failed": 0, "frames": None, "video": None, "t0": 0.0}
+    # without a terminal (CI, nohup, a pipe): a plain line at most every PLAIN_PROGRESS_SECONDS
+    plain = None if quiet or err_console.is_terminal else {"last": time.perf_counter(), "start": time.perf_counter()}
+    state: dict[str, Any] = {"task": None, "failed": 0, "frames": None, "video": None, "t0": 0.0, "done": 0, "total": 0}
+
+    def say(line: str) -> None:
+        now = time.perf_counter()
+        if plain is not None and now - plain["last"] >= PLAIN_PROGRESS_SECONDS:
+            plain["last"] = now
+            err_console.print(escape(one_line(line)), highlight=False)
 
     def on_start(total: int) -> None:
+        state["total"] = total
         state["task"] = progress.add_task("anonymize", total=total, info="0 failed")
 
     def on_frame(video: str, done: int, total: int) -> None:
@@ -242,16 +255,34 @@ def _run_with_progress(run_batch, inputs, output, options, audit, quiet, engine=
             state["frames"] = progress.add_task("frames", total=total or None, info=escape(display_name(Path(video).name)))
         fps = done / max(time.perf_counter() - state["t0"], 1e-9)
         progress.update(state["frames"], completed=done, info=f"{escape(display_name(Path(video).name))}: {fps:.1f} frames/s")
+        say(f"anonymizing {display_name(Path(video).name)}: frame {done}" + (f" of {total}" if total else "") + f", {fps:.1f} frames/s")
 
     def on_record(rec: dict[str, Any]) -> None:
         if rec["status"] == "failed":
             state["failed"] += 1
             progress.console.print(f"[red]failed[/] {escape(one_line(rec['error']) if rec.get('error') else display_name(rec['input']))}")
         progress.update(state["task"], advance=1, info=f"{state['failed']} failed")
+        state["done"] += 1
+        if plain is not None:
+            rate = state["done"] / max(time.perf_counter() - plain["start"], 1e-9)
+            say(f"anonymizing: {state['done']} of {state['total']} files, {state['failed']} failed, {rate:.2f} files/s")
 
     with progress:
         return run_batch(inputs, output, options, audit_dir=audit, progress=on_record, on_start=on_start, on_frame=on_frame,
                          engine=engine)
+
+
+def _speed(summary: dict[str, Any]) -> str:
+    """The run's speed in its unit: images/s for photos, frames/s for videos (both for a mix)."""
+    parts = []
+    photos = summary["images"] - summary["videos"]
+    if photos > 0 and summary["frames"] == 0:
+        parts.append(f"{summary['images_per_second']:.2f} images/s")
+    elif photos > 0:
+        parts.append(f"{photos} photos")
+    if summary["frames"]:
+        parts.append(f"{summary['frames']} frames of {summary['videos']} video(s), {summary['frames_per_second']:.2f} frames/s")
+    return "; ".join(parts) if parts else "nothing processed"
 
 
 def _report_payload(report) -> dict[str, Any]:
@@ -296,8 +327,7 @@ def _print_summary(report, json_out: bool) -> None:
             style = "red" if key == "failed" else ("yellow" if key in ("kept", "full-frame", "skipped") else "")
             table.add_row(f"[{style}]{label}[/]" if style else label, str(summary[key]))
     table.add_row("regions anonymized", str(summary["regions"]))
-    rate = summary["images_per_second"]
-    table.add_row("time", f"{summary['seconds']:.1f} s" + (f" ({rate:.2f} images/s)" if rate else ""))
+    table.add_row("time", f"{summary['seconds']:.1f} s" + (f" ({_speed(summary)})" if summary["seconds"] > 0 else ""))
     out_console.print(table)
     _listing(f"Nothing was found in {len(report.nothing_found)} image(s); review them:", [display_name(n) for n in report.nothing_found],
              "yellow")

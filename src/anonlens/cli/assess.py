@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -253,6 +254,28 @@ def weights_verify() -> None:
     raise typer.Exit(1 if bad else 0)
 
 
+def _report_input_or_hint(scores: Path) -> None:
+    """A folder without scores: one line saying what it is and the exact command that makes the
+    scores (an ``anonymize`` output folder: ``score`` against the run's inputs, from its manifest)."""
+    if not scores.is_dir() or (scores / "scores.csv").exists() or (scores / "scores.jsonl").exists():
+        return
+    try:
+        manifest = json.loads(find_manifest(scores).read_text(encoding="utf-8"))
+        inputs = manifest.get("inputs") or []
+    except (AnonlensError, OSError, ValueError):
+        manifest, inputs = None, []
+    if manifest is not None:
+        out = f"{scores}-scores"
+        here = len(inputs) == 1 and Path(inputs[0]).exists()
+        originals = shlex.quote(str(inputs[0])) if here else "ORIGINALS"
+        read = "" if here else f" (the run read {', '.join(map(str, inputs)) or 'its inputs'}, as named from its folder)"
+        fail(f"{display_name(scores)} holds anonymized images, not scores: run `anonlens score -a {shlex.quote(str(scores))} "
+             f"--original {originals} -o {shlex.quote(out)}`{read}, then `anonlens report {shlex.quote(out)}` "
+             f"(or `anonlens check {shlex.quote(str(scores))}` for the verdicts alone)")
+    fail(f"{display_name(scores)}: no scores.csv here: run `anonlens score -a ANONYMIZED --original ORIGINALS -o {shlex.quote(str(scores))}` "
+         "first (or `anonlens anonymize ... --assess`), then report on that folder")
+
+
 @app.command("report")
 def report_cmd(
     scores: Path = typer.Argument(..., help="Output folder of `anonlens score` (or of `anonymize --assess`: OUT.anonlens-audit/assessment)."),
@@ -274,6 +297,7 @@ def report_cmd(
     thumbnails with per-image scores, the images most at risk first. Opens offline."""
     if gradcam is not None:
         require("learn", "anonlens report --gradcam")
+    _report_input_or_hint(scores)
     from ..assess.report import write_report
 
     regions = None

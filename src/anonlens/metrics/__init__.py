@@ -23,7 +23,7 @@ from .lpips import LPIPS
 
 __all__ = ["column_directions", "utility_columns", "Metric", "GroupMetric", "PairBatch", "METRICS", "create_metric", "list_metrics", "DEFAULT_METRICS"]
 
-METRICS: Registry[Any] = Registry("metric")
+METRICS: Registry[Any] = Registry("metric", check_types=True)
 
 
 def _add(name, factory, *, level="pair", offline=True, defaults=None, summary=None, extra=None):

@@ -89,3 +89,6 @@ def test_report_lists_the_most_at_risk_first():
         "residual_face_score": [0.1, 0.2, 0.9, 0.0],
     })
     assert risk_order(df) == [1, 2, 0, 3]
+    # the files the release gate does not pass come first, whatever their scores
+    df["anonymized"] = ["a.png", "b.png", "c.png", "d.png"]
+    assert risk_order(df, failing={"d.png", "a.png"}) == [0, 3, 1, 2]
