@@ -270,13 +270,7 @@ class CenterFace(Detector):
 
         if self._core is None:
             self._core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if self.precision != "auto":
-            config["INFERENCE_PRECISION_HINT"] = self.precision
-        if runtime.num_threads() is not None:
-            config["INFERENCE_NUM_THREADS"] = runtime.num_threads()
-            # several worker processes share the cores: pinning would put them all on the same one
-            config["ENABLE_CPU_PINNING"] = False
+        config = runtime.openvino_cpu_config(**({} if self.precision == "auto" else {"INFERENCE_PRECISION_HINT": self.precision}))
         if len(self._compiled) >= _STATIC_MODELS:
             # Many different image sizes: one dynamic-shape model instead of a compile per size.
             if self._dynamic is None:
@@ -397,7 +391,7 @@ class CenterFace(Detector):
             lm[:, 0::2], lm[:, 1::2] = xs, ys
             all_boxes.append(b)
             all_lms.append(lm)
-        if len(all_boxes) == 1 or sum(len(b) for b in all_boxes[1:]) == 0:
+        if not any(len(b) for b in all_boxes[1:]):
             return boxes, lms
         # one NMS over every orientation, highest score first: a face seen upright at 0.2 and turned at 0.7 keeps the turned box
         return _merge_levels([np.concatenate(all_boxes)], [np.concatenate(all_lms)], self.nms_threshold)

@@ -77,11 +77,7 @@ class SSDPerson(Detector):
                 core = ov.Core()
                 model = core.read_model(self._path)
                 model.reshape({model.inputs[0].any_name: ov.PartialShape([1, INPUT, INPUT, 3])})
-                config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-                if runtime.num_threads() is not None:
-                    config["INFERENCE_NUM_THREADS"] = runtime.num_threads()
-                    config["ENABLE_CPU_PINNING"] = False
-                self._model = core.compile_model(model, "CPU", config)
+                self._model = core.compile_model(model, "CPU", runtime.openvino_cpu_config())
             return self._model
 
     def one_pass(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -53,11 +53,7 @@ def _compiled(path: str):
         if model is None:
             import openvino as ov
 
-            config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-            if runtime.num_threads() is not None:
-                config["INFERENCE_NUM_THREADS"] = runtime.num_threads()
-                config["ENABLE_CPU_PINNING"] = False
-            model = _COMPILED[path] = ov.Core().compile_model(path, "CPU", config)
+            model = _COMPILED[path] = ov.Core().compile_model(path, "CPU", runtime.openvino_cpu_config())
         return model
 
 

@@ -183,11 +183,7 @@ def _compile_onnx(path: str) -> tuple[Any, bool]:
         model.reshape({model.inputs[0].any_name: ov.PartialShape([-1, 3, 112, 112])})
     except Exception:  # a graph with the batch size baked in: run one chip at a time
         batched = False
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if runtime.num_threads() is not None:
-        config["INFERENCE_NUM_THREADS"] = runtime.num_threads()
-        config["ENABLE_CPU_PINNING"] = False
-    return core.compile_model(model, "CPU", config), batched
+    return core.compile_model(model, "CPU", runtime.openvino_cpu_config()), batched
 
 
 class OnnxAttacker:

@@ -104,10 +104,8 @@ class Tracker:
         run on this frame; every live track is carried over, as a miss that does not count), and
         the tracks born in this frame. ``not_run``: parts whose detector did not run on this frame
         (people between key frames): their tracks are carried over the same way."""
-        cfg = self.config
         if detections is None:
             return self._carry(frame, shape), []
-        h, w = shape
         carried = [t for t in self.live if t.part in not_run]
         self.live = [t for t in self.live if t.part not in not_run]
         out, born = self._match(frame, detections, shape)
