@@ -8,7 +8,7 @@
 from ._version import __version__
 from .privacy import keep_offline as _keep_offline
 
-_keep_offline()  # before any detector imports OpenVINO: no telemetry (README: "No network")
+_keep_offline()  # before any detector imports OpenVINO: no telemetry (docs/install.md: "No network")
 
 from .detectors import Detector, create_detector, list_detectors  # noqa: E402
 from .errors import AnonlensError, ImageReadError, WeightsUnavailableError  # noqa: E402

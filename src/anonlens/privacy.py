@@ -21,7 +21,7 @@ users all get it. It switches off what those libraries would send on their own:
 
 Nothing else that anonlens imports sends anything by itself: torch hub and the weights files
 download only when a caller allows it (:mod:`anonlens.weights`), and no Hugging Face hub client is
-used. What may be written into the home folder is listed in the README ("No network").
+used. What may be written into the home folder is listed in docs/install.md ("No network").
 """
 
 from __future__ import annotations

@@ -170,3 +170,21 @@ def test_audit_folder_may_not_sit_in_the_release(photos, tmp_path):
 
 def test_manifest_is_strict_json():
     assert dumps_strict({"a": float("nan"), "b": [float("inf"), 1.5], "c": np.float32(2.5)}) == '{"a": null, "b": [null, 1.5], "c": 2.5}'
+
+
+def test_check_on_a_folder_without_a_run_says_the_exact_command(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out.anonlens-audit").mkdir()
+    (tmp_path / "out.anonlens-audit" / "manifest.json").write_text("{}")
+    hints = {}
+    for name in ("photos", "out/sub", "missing"):
+        r = runner.invoke(app, ["check", str(tmp_path / name)])
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        hints[name] = " ".join(r.output.split())
+    photos = tmp_path / "photos"
+    assert f"`anonlens check {photos} --original ORIGINALS`" in hints["photos"]
+    assert f"`anonlens anonymize {photos} -o {photos}-anonymized`, then `anonlens check {photos}-anonymized`" in hints["photos"]
+    assert f"is inside {tmp_path / 'out'}, the release folder" in hints["out/sub"]
+    assert f"`anonlens check {tmp_path / 'out'}`" in hints["out/sub"]
+    assert hints["missing"].endswith(f"{tmp_path / 'missing'} does not exist")

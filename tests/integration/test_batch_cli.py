@@ -34,7 +34,7 @@ def mixed_folder(tmp_path, astronaut, no_face_image):
     (src / "truncated.jpg").write_bytes(full[: len(full) // 3])
     (src / "fake.png").write_text("not a png")
     (src / "notes.txt").write_text("a note")
-    (src / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (src / "scan.jp2").write_bytes(b"\x00\x00\x00\x0cjP  \r\n\x87\n")  # JPEG 2000: not read
     (src / ".hidden.jpg").write_bytes(encode(astronaut, "JPEG"))
     return src
 
@@ -49,8 +49,8 @@ def test_cli_end_to_end_good_and_bad_files(mixed_folder, tmp_path):
     assert (s["anonymized"], s["kept"], s["failed"], s["ignored"]) == (2, 1, 4, 1)
     assert s["images"] == 7 and s["nothing_found"] == 1
     failed = {Path(f["input"]).name: f["error"] for f in payload["failed"]}
-    assert set(failed) == {"zero.jpg", "truncated.jpg", "fake.png", "phone.heic"}
-    assert "unsupported file type .heic" in failed["phone.heic"]
+    assert set(failed) == {"zero.jpg", "truncated.jpg", "fake.png", "scan.jp2"}
+    assert "unsupported file type .jp2" in failed["scan.jp2"]
     assert "empty file" in failed["zero.jpg"] and str(mixed_folder / "zero.jpg") in failed["zero.jpg"]
     assert "truncated" in failed["truncated.jpg"] or "cannot decode" in failed["truncated.jpg"]
     # outputs mirror the input tree; failed images have no output; nothing partial is left

@@ -286,10 +286,10 @@ def test_max_pixels_above_pillows_own_limit(monkeypatch, astronaut):
 def test_a_photo_in_a_format_anonlens_cannot_read_fails_whatever_its_name(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    (src / "IMG_0001").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)  # an iPhone photo without extension
+    (src / "IMG_0001").write_bytes(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64)  # a JPEG 2000 scan without extension
     (src / "notes").write_text("BMW service notes")  # text that starts like a BMP: not an image
     r = runner.invoke(app, ["anonymize", "--on-text", "accept", str(src), "-o", str(tmp_path / "o"), "-q", "--json"])
     assert r.exit_code == 1
     payload = json.loads(r.stdout)
-    assert [Path(f["input"]).name for f in payload["failed"]] == ["IMG_0001"] and "content is HEIC" in payload["failed"][0]["error"]
+    assert [Path(f["input"]).name for f in payload["failed"]] == ["IMG_0001"] and "content is JPEG 2000" in payload["failed"][0]["error"]
     assert [Path(i["input"]).name for i in payload["ignored"]] == ["notes"]

@@ -1,4 +1,4 @@
-"""No network, ever, unless asked (issue #25, item 3; README: "No network").
+"""No network, ever, unless asked (issue #25, item 3; docs/install.md: "No network").
 
 ``import openvino`` ran OpenVINO's telemetry: every ``anonymize`` and ``serve`` run sent
 ``CONNECT www.google-analytics.com:443`` and wrote ``~/intel/openvino_ga_cid`` and ``~/intel/stats``.
@@ -30,7 +30,7 @@ from tests.helpers import encode, run_anonlens, serving
 
 pytestmark = pytest.mark.slow
 
-#: what `anonymize`, `check` and `serve` may write into the home folder (README: "No network"): nothing
+#: what `anonymize`, `check` and `serve` may write into the home folder (docs/install.md: "No network"): nothing
 ALLOWED_IN_HOME: tuple[str, ...] = ()
 
 #: variables that make a library believe it runs in CI (OpenVINO's telemetry is silent there), or

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -123,8 +124,25 @@ def find_manifest(path: str | os.PathLike) -> Path:
             raise AnonlensError(f"the run recorded in {c.parent} did not finish: its manifest is not written yet; run the same "
                                 "`anonlens anonymize` command with --resume to complete it from the journal (outputs "
                                 "already made are verified, not redone)")
-    looked = ", ".join(str(c) for c in candidates if c is not None)
-    raise AnonlensError(f"no anonlens manifest for {p} (looked at {looked}); run `anonlens anonymize` first, or pass --original")
+    raise AnonlensError(_no_run_hint(p))
+
+
+def _no_run_hint(p: Path) -> str:
+    """Why ``p`` has no manifest, and the exact command to run instead (one line)."""
+    if not p.exists():
+        return f"{p} does not exist"
+    for parent in p.resolve().parents:  # a folder inside a release folder: the run is recorded for that folder
+        try:
+            if (default_audit_dir(parent) / "manifest.json").is_file():
+                return (f"{p} is inside {parent}, the release folder of an anonlens run: check that folder "
+                        f"(`anonlens check {shlex.quote(str(parent))}`), or pass --original")
+        except AnonlensError:
+            continue
+    here = shlex.quote(str(p))
+    made = shlex.quote(f"{str(p).rstrip('/')}-anonymized")
+    return (f"no anonlens run is recorded for {p}: if it holds anonymized images, pair them with their originals "
+            f"(`anonlens check {here} --original ORIGINALS`); if it holds the originals, anonymize them first "
+            f"(`anonlens anonymize {here} -o {made}`, then `anonlens check {made}`)")
 
 
 def strict_json(value: Any) -> Any:

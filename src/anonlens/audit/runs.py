@@ -1,6 +1,6 @@
 """What earlier runs left in an output folder, and whether a new run may start there.
 
-Policy (the README's "Runs and the audit trail"): a run goes into an empty (or new) folder. A
+Policy (docs/publish.md, "Runs and the audit trail"): a run goes into an empty (or new) folder. A
 folder that holds anything is refused unless ``--resume`` (continue the recorded run: only with
 the same options, every kept output re-verified against its recorded hash) or ``--overwrite``
 (replace it: the earlier run's outputs this run does not rewrite are removed, files no run wrote

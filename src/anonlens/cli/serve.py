@@ -13,7 +13,7 @@ from .kit import app, err_console, fail, require
 @app.command("serve")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to listen on. The default is this machine only; to serve others, put a "
-                                               "reverse proxy with TLS in front (README: 'Web service') rather than 0.0.0.0."),
+                                               "reverse proxy with TLS in front (docs/service.md) rather than 0.0.0.0."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port."),
     max_upload_mb: float = typer.Option(25.0, min=0.001, help="Largest image accepted, in MB (413 above)."),
     max_pixels: int = typer.Option(40_000_000, min=1, help="Most pixels in an image (413 above; a decompression-bomb guard)."),
@@ -36,7 +36,7 @@ def serve_cmd(
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning[/] listening on {host}: anyone who can reach it can send images. Plain HTTP: "
-                          "put a reverse proxy with TLS in front (README: 'Web service').")
+                          "put a reverse proxy with TLS in front (docs/service.md).")
     hosts = list(DEFAULT_ALLOWED_HOSTS)
     try:
         hosts.append(_host_spelling(host))  # the address it listens on

@@ -13,7 +13,7 @@ are in flight: the driver's memory does not grow with the number of files.
 
 Privacy: no input path is logged by anonlens; worker output is not forwarded to the driver
 (``log_to_driver=False``) and Ray's usage statistics are off unless you turn them on. See the
-README ("Scale-out on Ray") for what Ray itself writes on each machine.
+``docs/ray.md`` for what Ray itself writes on each machine.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """File-system helpers: atomic writes, hashing, reading only regular files, and finding inputs.
 
-Symbolic-link policy (documented in the README): a link named on the command line is followed;
+Symbolic-link policy (documented in docs/publish.md): a link named on the command line is followed;
 inside an input folder a link to a file is followed only when the file lies inside that same
 folder; a link to a folder is never followed (when its target is inside the input folder, its
 files are read there, under their own path; so no loops). Links that point outside the folder or

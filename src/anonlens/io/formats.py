@@ -15,6 +15,11 @@ FORMAT_BY_SUFFIX = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".webp": "WEBP",
+    # phone photos: HEIC (iPhones' default; read and written through pillow-heif), AVIF (Pillow)
+    ".heic": "HEIF",
+    ".heif": "HEIF",
+    ".hif": "HEIF",
+    ".avif": "AVIF",
 }
 SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
 #: video containers anonlens reads and writes (with the ``video`` extra; see :mod:`anonlens.video`):
@@ -22,7 +27,8 @@ SUPPORTED_SUFFIXES = frozenset(FORMAT_BY_SUFFIX)
 VIDEO_CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
                     ".mkv": ("matroska", "libx264"), ".avi": ("avi", "libx264"), ".webm": ("webm", "libvpx-vp9")}
 VIDEO_SUFFIXES = frozenset(VIDEO_CONTAINERS)
-SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "HEIF": ".heic",
+                    "AVIF": ".avif"}
 
 
 def is_video(path: str | os.PathLike) -> bool:

@@ -30,11 +30,13 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, ImageFile, ImageFilter, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from ..errors import ImageReadError, ImageTooLargeError, ImageWriteError
 from .damage import jpeg_decode_errors
 from .files import read_regular_file
+from .isobmff import HEIF_BRANDS
 from .formats import (  # noqa: F401  (re-exported: anonlens.io and batch import them from here)
     FORMAT_BY_SUFFIX,
     SUFFIX_BY_FORMAT,
@@ -75,26 +77,29 @@ _MAGIC = (
     (0, b"MM\x00*", "TIFF"),
     (8, b"WEBP", "WEBP"),
     (0, b"GIF8", "GIF"),
-    (4, b"ftypheic", "HEIC"),
-    (4, b"ftypheix", "HEIC"),
-    (4, b"ftypmif1", "HEIF"),
-    (4, b"ftypavif", "AVIF"),
+    *((4, b"ftyp" + brand, fmt) for brand, fmt in HEIF_BRANDS.items()),
     (0, b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
     (0, b"%PDF", "PDF"),
 )
 #: image or photo types anonlens cannot anonymize: in an input folder they fail (a photo we cannot
 #: process must not go unnoticed), unlike other files, which are listed as ignored
 UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
-    ".heic .heif .avif .gif .jp2 .j2k .jxl .ico .psd .dng .cr2 .cr3 .nef .arw .orf .rw2 .raf .svg .eps .pdf".split()
+    ".gif .jp2 .j2k .jxl .ico .psd .dng .cr2 .cr3 .nef .arw .orf .rw2 .raf .svg .eps .pdf".split()
 )
 #: formats whose files anonlens writes with an alpha channel (others are written without it)
-ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "HEIF", "AVIF"})
 _ALPHA_FORMATS = ALPHA_FORMATS
+#: formats ``keep_metadata`` writes EXIF and the sRGB profile into
+_METADATA_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF"})
 _EXIF_ORIENTATION = 0x0112
 _SRGB = None
 
 # Never let PIL silently decode a truncated file.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# HEIF/HEIC through pillow-heif (Pillow reads and writes AVIF itself). Thumbnails, depth and other
+# auxiliary images are never decoded: anonlens writes the primary picture only, so they never
+# reach an output (and the output check names any that would).
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 @dataclass
@@ -254,6 +259,9 @@ def decode_image(
         sampling = JpegImagePlugin.get_sampling(img)
         subsampling = sampling if sampling in (0, 1, 2) else None
     exif_bytes = _clean_exif(img) if keep_metadata else None
+    heif_turn = img.info.get("original_orientation") if fmt == "HEIF" else None
+    if heif_turn not in (None, 1):  # libheif turned the pixels upright (irot/imir); EXIF now says 1
+        notes.append(f"HEIF orientation (EXIF {heif_turn}) applied to the pixels")
     orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation not in (1, None):
         img = ImageOps.exif_transpose(img)
@@ -370,14 +378,14 @@ def encode_image(
         # keep the source's chroma resolution (no point encoding colour detail it never had)
         sub = loaded.jpeg_subsampling if loaded.jpeg_subsampling is not None else (0 if quality >= 90 else 2)
         params.update(quality=int(quality), subsampling=sub, optimize=False)
-    elif fmt == "WEBP":
+    elif fmt in ("WEBP", "HEIF", "AVIF"):
         params.update(quality=int(quality))
     elif fmt == "PNG":
         params.update(compress_level=6)
     if keep_metadata:
-        if loaded.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        if loaded.exif and fmt in _METADATA_FORMATS:
             params["exif"] = loaded.exif
-        if loaded.icc_profile and not loaded.grayscale and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        if loaded.icc_profile and not loaded.grayscale and fmt in _METADATA_FORMATS:
             # whatever ``loaded`` holds, only the standard sRGB profile is written: the pixels
             # were converted to sRGB when read
             params["icc_profile"] = srgb_icc_profile()

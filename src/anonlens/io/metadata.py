@@ -14,9 +14,10 @@ descriptions, anything else.
 The check parses what it checks: every segment of a JPEG (the scans are walked to the EOI that
 ends the image, so segments between scans count, and a JPEG inside a segment, an EXIF thumbnail,
 is part of that segment), PNG chunks up to IEND, WebP chunks within the RIFF size, every IFD of a
-TIFF with the bytes its tags, strips and tiles reference. Data after the end of the image (a second
+TIFF with the bytes its tags, strips and tiles reference, and every item, reference and property of
+a HEIF/AVIF with the media bytes its items cover (:mod:`anonlens.io.isobmff`). Data after the end of the image (a second
 JPEG appended, say), or a TIFF's bytes that nothing references, are reported like metadata. An
-embedded ICC profile (JPEG APP2 chunks joined, PNG iCCP decompressed, WebP ICCP, TIFF tag 34675) is
+embedded ICC profile (JPEG APP2 chunks joined, PNG iCCP decompressed, WebP ICCP, TIFF tag 34675, HEIF colr) is
 allowed with ``--keep-metadata`` only if it is byte for byte the profile anonlens writes: that
 leaves no room for a text tag, a private tag or a blob, whatever its name or type.
 """
@@ -30,6 +31,8 @@ import struct
 import zlib
 
 from PIL import ExifTags, Image, ImageCms
+
+from .isobmff import heif_structure, is_heif
 
 __all__ = ["container_segments", "metadata_segments", "metadata_problems", "KEPT_EXIF_TAGS", "EXIF_IFD", "GPS_IFD",
            "srgb_icc_profile", "embedded_icc_profiles"]
@@ -337,6 +340,9 @@ def _structure(data: bytes) -> tuple[str, list[str], list[str]]:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         chunks, end, stop = _webp_walk(data)
         return "WEBP", [kind for kind, _ in chunks], _outside(n, end, stop, "WebP") or _after(data, end)
+    if is_heif(data):  # HEIF/AVIF: the metadata items and properties it holds, and unreferenced bytes
+        found, outside, _ = heif_structure(data)
+        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIF", found, outside
     if data[:2] == b"BM" and data[6:10] == b"\0\0\0\0":
         end = _bmp_end(data)
         return "BMP", [], _outside(n, end, n, "BMP") or _after(data, end)
@@ -374,6 +380,8 @@ def _metadata(fmt: str, segments: list[str], outside: list[str]) -> list[str]:
         found = [s for s in segments if s not in _WEBP_IMAGE_CHUNKS]
     elif fmt == "TIFF":
         found = [s for s in segments if not (s.startswith("tag ") and int(s[4:].split("(")[0]) in _TIFF_STRUCTURE)]
+    elif fmt in ("HEIF", "AVIF"):
+        found = list(segments)  # the walk names metadata only
     else:
         found = []
     return found + outside
@@ -385,7 +393,8 @@ def metadata_segments(data: bytes) -> list[str]:
     return _metadata(*_structure(data))
 
 
-_KEPT_SEGMENTS = {"JPEG": {"APP1:Exif", "APP2:ICC"}, "PNG": {"eXIf", "iCCP"}, "WEBP": {"EXIF", "ICCP"}}
+_KEPT_SEGMENTS = {"JPEG": {"APP1:Exif", "APP2:ICC"}, "PNG": {"eXIf", "iCCP"}, "WEBP": {"EXIF", "ICCP"},
+                  "HEIF": {"Exif", "ICC"}, "AVIF": {"Exif", "ICC"}}
 # the profile name Pillow writes in a PNG's iCCP chunk (the name is free text: it is checked too)
 _PNG_ICC_NAME = b"ICC Profile"
 _MAX_ICC_BYTES = 16 << 20
@@ -436,6 +445,8 @@ def embedded_icc_profiles(data: bytes) -> tuple[list[bytes], list[str]]:
             profiles.append(profile)
     elif fmt == "WEBP":
         profiles = [payload for kind, payload in _webp_walk(data)[0] if kind == "ICCP"]
+    elif fmt in ("HEIF", "AVIF"):
+        profiles = heif_structure(data)[2]
     elif fmt == "TIFF":
         try:
             profiles = _tiff_walk(data)[1]

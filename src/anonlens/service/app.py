@@ -39,8 +39,8 @@ log = logging.getLogger("anonlens.service")
 
 #: what the service accepts and returns (the input's format is kept)
 SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
-                     "TIFF": "image/tiff"}
-_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+                     "TIFF": "image/tiff", "HEIF": "image/heic", "AVIF": "image/avif"}
+_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "HEIF": "heic", "AVIF": "avif"}
 #: verdicts for which the anonymized image is not returned
 _REFUSED = ("re-identified", "text-readable", "residual-face", "residual-text")
 
@@ -122,7 +122,7 @@ async def _read_upload(upload, field: str, settings: ServiceSettings) -> bytes:
         raise ServiceError(415, f"'{field}': {GIF_REFUSED}")
     if fmt is None or fmt not in SUPPORTED_FORMATS:
         what = f"{fmt} images are" if fmt else "this file type is"
-        raise ServiceError(415, f"'{field}': {what} not supported; send JPEG, PNG, WebP, BMP or TIFF")
+        raise ServiceError(415, f"'{field}': {what} not supported; send JPEG, PNG, WebP, BMP, TIFF, HEIC or AVIF")
     return data
 
 
@@ -286,6 +286,7 @@ def create_app(settings: ServiceSettings | None = None):
             200: {"description": "The anonymized image in the input's format (or JSON with `response=json`); "
                                  "headers X-Anonlens-Verdict, X-Anonlens-Status, X-Anonlens-Regions.",
                   "content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}, "image/bmp": {}, "image/tiff": {},
+                              "image/heic": {}, "image/avif": {},
                               "application/json": {}}},
             409: {"description": "The check still finds the person (or text) in the anonymized image: nothing is returned"},
             413: {"description": "The upload is over the size or pixel limit"},
@@ -295,7 +296,7 @@ def create_app(settings: ServiceSettings | None = None):
         },
     )
     async def anonymize_endpoint(
-        file: UploadFile = File(..., description="The image (JPEG, PNG, WebP, BMP, TIFF)"),
+        file: UploadFile = File(..., description="The image (JPEG, PNG, WebP, BMP, TIFF, HEIC, AVIF)"),
         scope: str = Form("face", description=f"What to anonymize: {', '.join(SCOPES)} (all = person,text)"),
         operator: str = Form("blur", description="blur, pixelate, mask, noise, dp-pix, inpaint (see GET /options)"),
         detector: Optional[str] = Form(None, description="A detector name (default: centerface for faces, ssd-person for bodies)"),

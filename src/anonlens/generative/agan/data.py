@@ -21,7 +21,7 @@ does the same from any folder of images plus a region file in anonlens' own form
 
 Differences from the reference, all deliberate: the noise is seeded (``seed``), the frame split is
 seeded or read from a file (the reference drew it unseeded and kept it in pickles, which anonlens
-never loads: convert them to JSON, see the README), every input problem is listed before anything
+never loads: convert them to JSON, see docs/research.md), every input problem is listed before anything
 is written, and a ``prepare.json`` records the options and counts.
 
 :class:`AganCrops` reads the prepared folder for training (the reference's ``aligned`` loader with
