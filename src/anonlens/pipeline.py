@@ -38,7 +38,8 @@ from .operators import functional as OF
 from .pool import MODELS
 from .regions import Region, Shape, box_iou, region_mask, whole_image_region
 from .reid import CRITERIA
-from .verify import STRENGTHEN_STEPS, WIDE_MASK_MARGIN, FaceVerifier, check_pair, face_boxes_of, pair_checker, people_without_faces
+from .verify import (STRENGTHEN_STEPS, WIDE_MASK_MARGIN, FaceVerifier, check_pair, face_boxes_of, original_record, pair_checker,
+                     people_without_faces)
 
 __all__ = ["AnonymizeConfig", "AnonymizationResult", "Anonymizer", "anonymize", "anonymize_encoded", "EncodedResult", "SCOPE_DEFAULTS",
            "anonymizer_loads", "SCOPES", "MAX_MARGIN", "parse_scope", "normalize_scope", "AnonymizerParts", "Found", "build_parts"]
@@ -699,9 +700,12 @@ class Anonymizer:
                                   "faces_measured": sum(bool(f["measured"]) for f in faces)}
         if self.config.has_text or self.config.text_review:
             kept = [tuple(float(v) for v in k["box"]) for k in kept_text]
-            out, out_alpha, record["text"] = self._release_text(checker, original, out, alpha, out_alpha, regions, kept)
+            out, out_alpha, record["text"] = self._release_text(checker, original, out, alpha, out_alpha, regions, kept, cache)
         if self.config.reviews_people:
-            record["people_without_faces"] = people_without_faces(original, face_boxes_of(faces))
+            record["people_without_faces"] = people_without_faces(original, face_boxes_of(faces), cache=cache)
+        measured = original_record(checker, cache)  # what `anonlens check` need not find in this original again
+        if measured is not None:
+            record["original"] = measured
         return out, out_alpha, record
 
     def _mask_of(self, region: Region, part: str, shape) -> np.ndarray:
@@ -741,9 +745,10 @@ class Anonymizer:
             out_alpha[(new != out).any(axis=2)] = 255
         return new, out_alpha
 
-    def _release_text(self, checker, original, out, alpha, out_alpha, regions, kept) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-        """The text part of :meth:`verify_release`."""
-        _, texts = check_pair(checker, original, out, text=True, kept=kept, original_alpha=alpha, anonymized_alpha=out_alpha, faces=False)
+    def _release_text(self, checker, original, out, alpha, out_alpha, regions, kept, cache) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """The text part of :meth:`verify_release` (``cache``: its :func:`check_pair` cache)."""
+        _, texts = check_pair(checker, original, out, text=True, kept=kept, original_alpha=alpha, anonymized_alpha=out_alpha, faces=False,
+                              cache=cache)
         if not self.config.has_text:
             readable = [t for t in texts or [] if t["readable"]]
             return out, out_alpha, {"checked": len(texts or []), "readable": len(readable), "boxes": [t["box"] for t in readable]}
@@ -759,7 +764,8 @@ class Anonymizer:
                 out_alpha = out_alpha.copy()
                 out_alpha[(new != out).any(axis=2)] = 255
             out = new
-            _, texts = check_pair(checker, original, out, text=True, kept=kept, original_alpha=alpha, anonymized_alpha=out_alpha, faces=False)
+            _, texts = check_pair(checker, original, out, text=True, kept=kept, original_alpha=alpha, anonymized_alpha=out_alpha, faces=False,
+                                  cache=cache)
             still = [t for t in texts or [] if t["readable"] or t["detected"]]
             if still:
                 raise AnonlensError(f"the text at {still[0]['box']} is still {'readable' if still[0]['readable'] else 'detected'} "

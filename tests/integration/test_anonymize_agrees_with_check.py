@@ -103,3 +103,54 @@ def test_a_turned_photo_of_small_faces_is_anonymized_everywhere_and_check_agrees
     assert code == 0, verdicts
     Image.fromarray(turned).save(tmp_path / "o" / "turned.png")  # the original in place of the output
     assert _check(tmp_path / "o")[0] == 1
+
+
+def _faces_and_texts(doc):
+    return [(i["key"], i["verdict"], [(f["box"], f["identity"], f["reidentified"], f["residual"]) for f in i["faces"]],
+             [(t["box"], t["readable"], t["detected"]) for t in i["texts"] or []], i["people"]) for i in doc["per_image"]]
+
+
+def test_check_reuses_what_the_run_found_in_each_original_only_while_it_is_the_same_file(tmp_path, astronaut):
+    from anonlens.samples import face_scene
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    scene, _ = face_scene(640, 480, 150)
+    Image.fromarray(scene).save(src / "b.png")
+    r = _run("anonymize", src, "-o", tmp_path / "o", "-q", "-j", "1", "--scope", "face,text")
+    assert r.exit_code == 0, r.output
+    measured = manifest_of(tmp_path / "o")["images"][0]["release_check"]["original"]
+    assert measured["faces"] and "text" in measured and "people" in measured  # geometry only, no text read
+    assert "COLLINS" not in json.dumps(measured).upper()
+    code, reused = _check(tmp_path / "o")
+    again = _run("check", tmp_path / "o", "--json", "-q", "--remeasure")
+    remeasured = json.loads(again.stdout)
+    assert code == 0 and again.exit_code == 0
+    assert reused["originals_reused"] == 2 and remeasured["originals_reused"] == 0
+    assert _faces_and_texts(reused) == _faces_and_texts(remeasured)  # the same verdicts, faces, texts and people
+    # the anonymized image is always measured: the original put in its place fails, reuse or not
+    (tmp_path / "o" / "a.png").write_bytes((src / "a.png").read_bytes())
+    code, leaked = _check(tmp_path / "o")
+    assert code == 1 and leaked["originals_reused"] == 2
+    assert {i["key"]: i["verdict"] for i in leaked["per_image"]}["a.png"] in ("re-identified", "residual-face", "text-readable")
+    # an original that is no longer the same file (same pixels, one more PNG chunk) is searched again
+    img = Image.open(src / "b.png")
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "edited")
+    img.save(src / "b.png", pnginfo=info)
+    code, changed = _check(tmp_path / "o")
+    assert changed["originals_reused"] == 1
+
+
+def test_a_measurement_of_another_version_or_a_damaged_one_is_measured_again():
+    from anonlens.verify import original_cache, original_record, pair_checker
+
+    checker = pair_checker()
+    record = original_record(checker, {"boxes": [((10.0, 10.0, 50.0, 60.0), "centerface", 0.9)]})
+    assert original_cache(checker, record)["boxes"] == [((10.0, 10.0, 50.0, 60.0), "centerface", 0.9)]
+    assert original_cache(checker, {**record, "key": "anonlens 0.0.1 r0"}) == {}
+    assert original_cache(checker, {**record, "faces": [["x"]]}) == {}
+    assert original_cache(checker, None) == {} and original_record(checker, {}) is None

@@ -68,10 +68,10 @@ import numpy as np
 from ..audit import find_manifest
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD
-from ..io import is_video, read_image
+from ..io import DEFAULT_MAX_PIXELS, decode_image, is_video, max_input_bytes, read_regular_file, sha256_bytes
 from ..pipeline import normalize_scope
-from ..verify import (DEFAULT_ATTACKERS, AttackerSpec, check_pair, face_boxes_of, identity_figures, pair_checker, parse_attacker,
-                      people_without_faces)
+from ..verify import (DEFAULT_ATTACKERS, AttackerSpec, check_pair, face_boxes_of, identity_figures, original_cache, pair_checker,
+                      parse_attacker, people_without_faces)
 from ..video.io import paired_frames
 from .pairs import Pair, split_manifest
 
@@ -108,6 +108,9 @@ class GateResult:
     images: list[ImageVerdict]
     threshold: float
     residual_threshold: float
+    #: originals whose faces, text and people the anonymize run had found (same file, same
+    #: measurement): only their anonymized images were measured
+    originals_reused: int = 0
 
     @property
     def verdict(self) -> str:
@@ -132,6 +135,7 @@ class GateResult:
             **self._text_summary(),
             "threshold": self.threshold,
             "residual_threshold": self.residual_threshold,
+            "originals_reused": self.originals_reused,
             "failing": [i.anonymized or i.original or i.key for i in self.failing],
         }
 
@@ -190,6 +194,9 @@ def manifest_pairs(manifest_path: str | os.PathLike) -> tuple[list[Pair], list[I
         pair.extra["check_text"] = has_text
         pair.extra["check_people"] = face_scope
         pair.extra["kept_text"] = [k["box"] for k in rec.get("kept_text", [])]
+        if (rec.get("release_check") or {}).get("original") and rec.get("input_sha256"):
+            # what the run found in the original: reused by the gate while the original is the same file
+            pair.extra["original_measured"] = (rec["input_sha256"], rec["release_check"]["original"])
         frames = set()
         for t in rec.get("tracks", []):
             frames |= {t["first_frame"], t["last_frame"]} | {f for r in t.get("filled_frames", []) for f in r}
@@ -226,14 +233,21 @@ def release_gate(
     attackers: Sequence[AttackerSpec] = DEFAULT_ATTACKERS,
     criterion: str = "rank1",
     people: bool = True,
+    reuse: bool = True,
 ) -> GateResult:
     """A verdict for every pair (and the ``unevaluated`` images from :func:`manifest_pairs`).
     Text is checked by default (a name tag identifies a person): ``text=False`` leaves it out,
     except where the pair says its run's scope had text (``pair.extra["check_text"]``).
     ``attackers`` (:func:`parse_attacker`) and ``criterion`` (``rank1``, ``tau``, ``both``) make the
     identity test (the module docstring). ``people`` (photos; not where the run's scope anonymized
-    whole people, ``pair.extra["check_people"]`` False): people with no face found are a review item."""
+    whole people, ``pair.extra["check_people"]`` False): people with no face found are a review item.
+    ``reuse``: where the anonymize run recorded what it found in an original
+    (``pair.extra["original_measured"]``: the original's sha256 and
+    :func:`~anonlens.verify.original_record`) and the original is still that file, measured the
+    same way, only the anonymized image is measured (its faces' identity and residual detection,
+    its text, all as before); ``False`` measures every original again."""
     reviewed = set(reviewed)
+    reused = 0
     checker = pair_checker(threshold, residual_threshold, dlib_min_score, attackers=attackers, criterion=criterion)
     items: list[ImageVerdict] = list(unevaluated)
     for n, pair in enumerate(pairs, 1):
@@ -253,14 +267,19 @@ def release_gate(
                     if texts is not None:
                         item.texts += [{**t, "frame": index} for t in texts]
             else:
-                orig, anon = read_image(pair.original), read_image(pair.anonymized)
+                data = read_regular_file(pair.original, max_bytes=max_input_bytes(DEFAULT_MAX_PIXELS))
+                orig = decode_image(data, name=pair.original)
+                anon = decode_image(read_regular_file(pair.anonymized, max_bytes=max_input_bytes(DEFAULT_MAX_PIXELS)), name=pair.anonymized)
                 original, anonymized = orig.rgb, anon.rgb
                 if original.shape[:2] != anonymized.shape[:2]:
                     raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
+                sha, measured = pair.extra.get("original_measured") or (None, None)
+                cache = original_cache(checker, measured) if reuse and sha is not None and sha == sha256_bytes(data) else {}
+                reused += bool(cache)
                 item.faces, item.texts = check_pair(checker, original, anonymized, text=check_text, kept=pair.extra.get("kept_text", []),
-                                                    original_alpha=orig.alpha, anonymized_alpha=anon.alpha)
+                                                    original_alpha=orig.alpha, anonymized_alpha=anon.alpha, cache=cache)
                 if people and pair.extra.get("check_people", True):
-                    item.people = people_without_faces(original, face_boxes_of(item.faces))
+                    item.people = people_without_faces(original, face_boxes_of(item.faces), cache=cache)
         except AnonlensError as exc:
             item.verdict, item.problems = "not-evaluated", [str(exc)]
         except Exception as exc:  # fail closed: an image the gate could not check never passes
@@ -273,7 +292,8 @@ def release_gate(
         if _reviewable(item) and _is_reviewed(item, reviewed):
             item.reviewed, item.verdict = True, "passed"
             item.problems.append("accepted by a person (reviewed list)")
-    return GateResult(sorted(items, key=lambda i: (VERDICTS.index(i.verdict), i.key)), float(threshold), float(residual_threshold))
+    return GateResult(sorted(items, key=lambda i: (VERDICTS.index(i.verdict), i.key)), float(threshold), float(residual_threshold),
+                      originals_reused=reused)
 
 
 #: how a problem names the view of an image with alpha it was seen in
@@ -345,20 +365,24 @@ def check_images(
     criterion: str = "rank1",
     text_scope: bool = False,
     people: bool = True,
+    original_measured: dict[str, Any] | None = None,
 ) -> ImageVerdict:
     """The gate's verdict for one original/anonymized pair of decoded ``(H, W, 3)`` RGB images
     and their ``(H, W)`` alpha channels (None: none), measured in every view (see the module
     docstring; no files: the web service's check; text is checked unless ``text=False``; ``text_scope``:
     the run anonymized text, so text still detected fails too; ``people``: people with no face found
-    are a review item, as for a face scope). Raises :class:`AnonlensError` when the sizes differ."""
+    are a review item, as for a face scope; ``original_measured``: what the anonymizer found in this
+    very original, :func:`~anonlens.verify.original_record`, not searched for again). Raises
+    :class:`AnonlensError` when the sizes differ."""
     if original.shape[:2] != anonymized.shape[:2]:
         raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")
     checker = pair_checker(threshold, residual_threshold, dlib_min_score, attackers=attackers, criterion=criterion)
     item = ImageVerdict(key, None, None, "passed")
+    cache = original_cache(checker, original_measured)
     item.faces, item.texts = check_pair(checker, original, anonymized, text=text, kept=list(kept_text), original_alpha=original_alpha,
-                                        anonymized_alpha=anonymized_alpha)
+                                        anonymized_alpha=anonymized_alpha, cache=cache)
     if people:
-        item.people = people_without_faces(original, face_boxes_of(item.faces))
+        item.people = people_without_faces(original, face_boxes_of(item.faces), cache=cache)
     _judge(item, residual_threshold, text_scope=text_scope)
     return item
 

@@ -146,6 +146,7 @@ def check_cmd(
     people: bool = typer.Option(True, "--people/--no-people", help="Look for people (ssd-person) whose head area holds no face found in the original (a back turned, a face hidden or missed): such an image is person-without-face, for a person to review (--reviewed). Not for runs whose scope anonymized whole people."),
     criterion: str = typer.Option("rank1", "--criterion", help="rank1: re-identified when nearer its own original than every impostor (default); tau: nearer than the attacker's threshold; both: either."),
     attacker: Optional[List[str]] = typer.Option(None, "--attacker", help="A face recogniser that tries to re-identify each face, NAME[:key=value,...] (repeatable; default dlib; e.g. onnx:model=arcface.onnx). A face fails if any re-identifies it."),
+    remeasure: bool = typer.Option(False, "--remeasure", help="Search every original for faces, text and people again, instead of reusing what the anonymize run found in it (reused only while the original is the same file, by sha256, measured the same way; the anonymized images are always measured)."),
     json_out: bool = typer.Option(False, "--json", help="Print the verdicts as JSON (every image, its verdict and problems)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -176,7 +177,7 @@ def check_cmd(
         else:
             pair_list, missing = manifest_pairs(anonymized)
         result = _gate_with_progress(pair_list, missing, reviewed, quiet, threshold=threshold, residual_threshold=residual_threshold,
-                                     text=text, attackers=attackers, criterion=criterion, people=people)
+                                     text=text, attackers=attackers, criterion=criterion, people=people, reuse=not remeasure)
     except AnonlensError as exc:
         fail(str(exc))
     summary = result.summary()
@@ -196,7 +197,9 @@ def check_cmd(
                           f"{summary['faces']} face(s) in the originals ({tests}), re-identification rate {rate} "
                           f"({summary['faces_reidentified']} of {summary['faces_measured']} measured, {criterion}{tau_rate})"
                           + (f"; {summary['text_regions']} text region(s), {summary['text_readable']} still readable, "
-                             f"{summary['text_still_detected']} still detected" if summary["text_checked"] else ""))
+                             f"{summary['text_still_detected']} still detected" if summary["text_checked"] else "")
+                          + (f"; what the run found in {summary['originals_reused']} original(s) reused (--remeasure: search them again)"
+                             if summary["originals_reused"] else ""))
     raise typer.Exit(0 if result.verdict == "pass" else 1)
 
 

@@ -338,7 +338,8 @@ def create_app(settings: ServiceSettings | None = None):
                 # text is always part of the verdict (a name tag identifies a person): with a scope
                 # without text a readable text is not refused but returned for review, as the CLI does
                 verdict = check_images(made.original, made.image, text=True, text_scope=config.has_text, people=config.reviews_people,
-                                       original_alpha=made.original_alpha, anonymized_alpha=made.alpha)
+                                       original_alpha=made.original_alpha, anonymized_alpha=made.alpha,
+                                       original_measured=(made.record.get("release_check") or {}).get("original"))
             return made, verdict
 
         made, verdict = await _work(run)

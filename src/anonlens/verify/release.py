@@ -33,16 +33,17 @@ import numpy as np
 
 from ..detectors import create_detector
 from ..detectors.text import TextRecognizer, rotated_crop
+from .._version import __version__
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD, face_embedder
 from ..io.images import composite_views
 from ..options import parse_options
 from ..pool import MODELS
 from ..reid import ATTACKERS, CRITERIA, Attacker, DlibAttacker, FaceJudgement, create_attacker, judge_image, locate_regions
-from ..regions import box_iou
+from ..regions import Region, box_iou
 from .residual import FaceVerifier
 
-__all__ = ["PairChecker", "pair_checker", "check_pair", "check_text", "people_without_faces", "face_boxes_of", "person_detector", "face_record", "region_changed", "identity_figures",
+__all__ = ["PairChecker", "pair_checker", "check_pair", "original_record", "original_cache", "check_text", "people_without_faces", "face_boxes_of", "person_detector", "face_record", "region_changed", "identity_figures",
            "parse_attacker", "AttackerSpec", "DEFAULT_ATTACKERS", "TEXT_SIMILARITY", "LEGIBLE_CHARS", "LEGIBLE_CONFIDENCE", "legible"]
 
 #: a text region counts as still readable when what is read there matches the original this much
@@ -220,12 +221,14 @@ def _text_models():
     return MODELS.get("pair-text", None, _build_text_models)
 
 
-def check_text(original, anonymized, kept_boxes: Sequence = ()) -> list[dict[str, Any]]:
+def check_text(original, anonymized, kept_boxes: Sequence = (), *, found: Sequence[Region] | None = None) -> list[dict[str, Any]]:
     """Every text region of the original (except those kept on purpose, ``kept_boxes``), checked
     in the anonymized image: still detected there, legible in the original and still read as the
-    same text (the module docstring). The text itself is not recorded (it may be a name)."""
+    same text (the module docstring). The text itself is not recorded (it may be a name).
+    ``found``: the text detector's regions in ``original``, when already known."""
     detector, recognizer = _text_models()
-    found = [r for r in detector.detect(original) if not any(box_iou(r.box, k) > 0.5 for k in kept_boxes)]
+    found = detector.detect(original) if found is None else found
+    found = [r for r in found if not any(box_iou(r.box, k) > 0.5 for k in kept_boxes)]
     if not found:
         return []
     # each crop read as cut, and one not legible so also turned half a turn (text upside down, or
@@ -264,13 +267,17 @@ def person_detector():
     return MODELS.get("pair-person", None, lambda: create_detector("ssd-person", threshold=PERSON_MIN_SCORE, nms_threshold=0.45, inside=0.8))
 
 
-def people_without_faces(original, face_boxes: Sequence) -> list[dict[str, Any]]:
+def people_without_faces(original, face_boxes: Sequence, *, cache: dict | None = None) -> list[dict[str, Any]]:
     """The people the person detector finds in ``original`` whose head area holds none of
     ``face_boxes`` (the faces the pair check counts, :func:`face_boxes_of`: a face's centre inside
     the person's box, in its upper :data:`PERSON_HEAD_SHARE`): a back turned, a face hidden or missed. Each is
-    ``{"box", "score"}``; a person must look at these (the release gate's ``person-without-face``)."""
+    ``{"box", "score"}``; a person must look at these (the release gate's ``person-without-face``).
+    ``cache``: as :func:`check_pair`'s (the people found are kept at ``cache["people"]``)."""
+    cache = {} if cache is None else cache
+    if "people" not in cache:
+        cache["people"] = person_detector().detect(original)
     out = []
-    for person in person_detector().detect(original):
+    for person in cache["people"]:
         x1, y1, x2, y2 = person.box
         head_y = y1 + PERSON_HEAD_SHARE * (y2 - y1)
         has_face = False
@@ -297,18 +304,23 @@ def check_pair(checker: PairChecker, original, anonymized, *, text: bool = True,
     and the text records (None: text not checked).
 
     ``cache``: a dict kept by a caller that checks several anonymized versions of one original
-    (the anonymizer's rounds): what was measured in the original (its faces, their landmarks) is
-    kept there and not measured again. A caller that searched the original for faces upright puts
-    ``(detector, detections)`` at ``cache["upright"]`` (:meth:`PairChecker.face_boxes`)."""
+    (the anonymizer's rounds): what was measured in the original (its faces, their landmarks, its
+    text regions) is kept there and not measured again. A caller that searched the original for
+    faces upright puts ``(detector, detections)`` at ``cache["upright"]`` (:meth:`PairChecker.face_boxes`);
+    :func:`original_record` and :func:`original_cache` carry what was found in an original from
+    the anonymize run to ``anonlens check``."""
     cache = {} if cache is None else cache
     if len(composite_views(original, original_alpha)) == 1 and len(composite_views(anonymized, anonymized_alpha)) == 1:
         records = []
         if faces:
             if "boxes" not in cache:
                 cache["boxes"] = checker.face_boxes(original, upright=cache.get("upright"))
+            if cache.get("located") is None:
                 cache["located"] = checker.locate(original, cache["boxes"]) if cache["boxes"] else []
             records = checker.check_faces(original, anonymized, cache["boxes"], cache["located"])
-        return records, (check_text(original, anonymized, kept) if text else None)
+        if text and "text" not in cache:
+            cache["text"] = _text_models()[0].detect(original)
+        return records, (check_text(original, anonymized, kept, found=cache["text"]) if text else None)
     before = dict(composite_views(original, original_alpha, always=True))
     after = dict(composite_views(anonymized, anonymized_alpha, always=True))
     records = _check_faces_in_views(checker, before, after, cache) if faces else []
@@ -397,3 +409,54 @@ def _judge_in_views(checker, before, after, boxes, shown_in, located: dict[str, 
         record = face_record(box, found_by, score, j, residual[res_view], checker.verifier.threshold, changed, checker.embedder.engine)
         out.append({**record, "view": name, "reference_view": ref, "residual_view": res_view})
     return out
+
+
+#: raise when what the pair check finds in an original changes (detectors, their settings, the
+#: merge rules): measurements recorded by an older revision are then measured again
+ORIGINAL_REVISION = 1
+
+
+def _original_key(checker: PairChecker) -> str:
+    return (f"anonlens {__version__} r{ORIGINAL_REVISION}; dlib_min_score {checker.dlib_min_score}; "
+            f"residual_threshold {checker.verifier.threshold}; text max_side {TEXT_MAX_SIDE}")
+
+
+def _boxes(values) -> list[float]:
+    return [float(v) for v in values]  # full precision: the check rounds its records as before
+
+
+def original_record(checker: PairChecker, cache: dict) -> dict[str, Any] | None:
+    """What the pair check found in an original (kept in ``cache`` by :func:`check_pair` and
+    :func:`people_without_faces`), as a JSON record the anonymize run keeps in its manifest, so that
+    ``anonlens check`` measures only the anonymized image (:func:`original_cache`): the faces' boxes,
+    the finder and its score; the text regions' quadrilaterals and scores; the people's boxes.
+    Geometry only: no landmarks, no identity descriptor, no text read. None for an image measured
+    in several views (an alpha channel)."""
+    if "boxes" not in cache:
+        return None
+    record: dict[str, Any] = {"key": _original_key(checker),
+                              "faces": [[*_boxes(box), by, float(score)] for box, by, score in cache["boxes"]]}
+    if "text" in cache:
+        record["text"] = [[_boxes(np.asarray(r.polygon).ravel()), float(r.score)] for r in cache["text"]]
+    if "people" in cache:
+        record["people"] = [[*_boxes(r.box), float(r.score)] for r in cache["people"]]
+    return record
+
+
+def original_cache(checker: PairChecker, record: dict[str, Any] | None) -> dict:
+    """A :func:`check_pair` cache seeded from an :func:`original_record` made with the same
+    measurement (same anonlens, same detector settings); ``{}`` (measure again) otherwise or for a
+    record that does not parse."""
+    if not isinstance(record, dict) or record.get("key") != _original_key(checker):
+        return {}
+    try:
+        cache: dict = {"boxes": [(tuple(float(v) for v in f[:4]), str(f[4]), float(f[5])) for f in record["faces"]]}
+        if "text" in record:
+            quads = [(np.asarray(q, np.float32).reshape(4, 2), float(score)) for q, score in record["text"]]
+            cache["text"] = [Region((float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max())),
+                                    score, "text", polygon=q) for q, score in quads]
+        if "people" in record:
+            cache["people"] = [Region(tuple(float(v) for v in p[:4]), float(p[4]), "person") for p in record["people"]]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return {}
+    return cache  # landmarks are measured again (they are not recorded)
