@@ -22,16 +22,18 @@ from .release import (
     identity_figures,
     legible,
     face_boxes_of,
+    face_turn,
     original_cache,
     original_record,
     people_without_faces,
     pair_checker,
     parse_attacker,
     region_changed,
+    text_regions,
 )
 from .residual import STRENGTHEN_STEPS, WIDE_MASK_MARGIN, FaceVerifier, covers
 
 __all__ = ["FaceVerifier", "STRENGTHEN_STEPS", "WIDE_MASK_MARGIN", "covers", "PairChecker", "pair_checker", "check_pair", "check_text",
            "face_record", "region_changed", "identity_figures", "parse_attacker", "AttackerSpec", "DEFAULT_ATTACKERS", "TEXT_SIMILARITY",
            "LEGIBLE_CHARS", "LEGIBLE_CONFIDENCE", "legible", "people_without_faces", "face_boxes_of",
-           "original_record", "original_cache"]
+           "original_record", "original_cache", "face_turn", "text_regions"]

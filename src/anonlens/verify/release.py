@@ -20,6 +20,8 @@ and a shirt's print as words at 0.72-0.87; the astronaut's name tag, EILEEN M. C
 high, which a person reads in part, as "UNV.GE" at 0.41). A text region is **readable** when the original's reading is
 legible and the anonymized image reads the same there (similarity >= :data:`TEXT_SIMILARITY`),
 **detected** when the text detector still finds text there. The text itself is never recorded.
+In a photo whose faces say it is turned a quarter or half (:func:`face_turn`: its orientation tag
+was lost), text is also searched with the photo stood upright (:func:`text_regions`).
 
 An image with an alpha channel is measured in every view (:func:`anonlens.io.images.composite_views`).
 """
@@ -32,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..detectors import create_detector
+from ..detectors.centerface import TURNED_MARGIN
 from ..detectors.text import TextRecognizer, rotated_crop
 from .._version import __version__
 from ..errors import AnonlensError
@@ -40,10 +43,10 @@ from ..io.images import composite_views
 from ..options import parse_options
 from ..pool import MODELS
 from ..reid import ATTACKERS, CRITERIA, Attacker, DlibAttacker, FaceJudgement, create_attacker, judge_image, locate_regions
-from ..regions import Region, box_iou
+from ..regions import Region, box_iou, rot90_points_back
 from .residual import FaceVerifier
 
-__all__ = ["PairChecker", "pair_checker", "check_pair", "original_record", "original_cache", "check_text", "people_without_faces", "face_boxes_of", "person_detector", "face_record", "region_changed", "identity_figures",
+__all__ = ["PairChecker", "pair_checker", "check_pair", "original_record", "original_cache", "face_turn", "text_regions", "check_text", "people_without_faces", "face_boxes_of", "person_detector", "face_record", "region_changed", "identity_figures",
            "parse_attacker", "AttackerSpec", "DEFAULT_ATTACKERS", "TEXT_SIMILARITY", "LEGIBLE_CHARS", "LEGIBLE_CONFIDENCE", "legible"]
 
 #: a text region counts as still readable when what is read there matches the original this much
@@ -104,14 +107,20 @@ class PairChecker:
         """``(box, found_by, detector score)`` of every face a detector finds in ``image``: CenterFace's
         (with its score), then dlib's that CenterFace missed (score 1: dlib found a face there).
         ``upright``: see :meth:`~anonlens.verify.FaceVerifier.faces`."""
-        found = [(tuple(float(v) for v in r.box), "centerface", float(r.score)) for r in self.verifier.faces(image, upright=upright)]
+        return self.faces_and_turn(image, upright=upright)[0]
+
+    def faces_and_turn(self, image, *, upright=None) -> tuple[list[tuple[tuple[float, ...], str, float]], int]:
+        """:meth:`face_boxes`, and the quarter turns that stand the photo upright by its faces
+        (:func:`face_turn`; 0: upright)."""
+        regions = self.verifier.faces(image, upright=upright)
+        found = [(tuple(float(v) for v in r.box), "centerface", float(r.score)) for r in regions]
         # dlib doubles images up to DLIB_UPSAMPLE_MAX_SIDE (faces from about 40 px); larger ones it
         # searches as they are (faces from about 80 px: CenterFace finds the smaller ones)
         upsample = 1 if max(image.shape[:2]) <= DLIB_UPSAMPLE_MAX_SIDE else 0
         for box, _score in self.embedder.detect(image, min_score=self.dlib_min_score, upsample=upsample):
             if not any(box_iou(box, b) > 0.3 for b, _, _ in found):
                 found.append((tuple(float(v) for v in box), "dlib", 1.0))
-        return found
+        return found, face_turn(regions)
 
     def locate(self, original, boxes) -> list:
         return locate_regions(original, [b for b, _, _ in boxes], [s for _, _, s in boxes], embedder=self.embedder)
@@ -129,6 +138,31 @@ class PairChecker:
         return [face_record(box, found_by, score, j, self.verifier.residual(anonymized, box), self.verifier.threshold,
                             region_changed(original, anonymized, box), self.embedder.engine)
                 for (box, found_by, score), j in zip(boxes, judged)]
+
+
+def face_turn(faces: Sequence[Region]) -> int:
+    """``k`` such that ``np.rot90(image, k)`` stands the photo upright, judged by its faces'
+    landmarks (eyes above the mouth in an upright face), or 0: the detection scores of the faces
+    turned that way outweigh the upright ones by :data:`~anonlens.detectors.centerface.TURNED_MARGIN`
+    (a photo whose orientation tag was lost; one person lying down does not turn a photo).
+
+    >>> face = lambda eyes_y, mouth_y: Region((0, 0, 9, 9), 0.9, "face", landmarks=[[2, eyes_y], [6, eyes_y], [4, 5], [3, mouth_y], [5, mouth_y]])
+    >>> face_turn([face(2, 8)]), face_turn([face(8, 2)])
+    (0, 2)
+    """
+    mass = [0.0, 0.0, 0.0, 0.0]
+    for r in faces:
+        if r.landmarks is None:
+            continue
+        lm = np.asarray(r.landmarks, float).reshape(5, 2)
+        up = (lm[0] + lm[1]) / 2 - (lm[3] + lm[4]) / 2  # mouth to eyes
+        if abs(up[1]) >= abs(up[0]):
+            k = 0 if up[1] < 0 else 2
+        else:  # eyes to the left of the mouth: the picture was turned a quarter counter-clockwise
+            k = 3 if up[0] < 0 else 1
+        mass[k] += float(r.score)
+    best = max((1, 2, 3), key=lambda k: mass[k])
+    return best if mass[best] >= mass[0] + TURNED_MARGIN else 0
 
 
 def region_changed(original, anonymized, box) -> bool:
@@ -219,6 +253,23 @@ def _build_text_models():
 def _text_models():
     """The text detector and recognizer the gate reads text with (pooled: one pair per process)."""
     return MODELS.get("pair-text", None, _build_text_models)
+
+
+def text_regions(original, *, turn: int = 0) -> list[Region]:
+    """The text detector's regions in ``original``; in a photo its faces say is turned (``turn``,
+    :func:`face_turn`), also those found with the photo stood upright, mapped back (their
+    quadrilaterals keep the text's own corner order, so the crop read is upright text)."""
+    detector = _text_models()[0]
+    found = detector.detect(original)
+    if turn % 4:
+        h, w = original.shape[:2]
+        for r in detector.detect(np.ascontiguousarray(np.rot90(original, turn))):
+            q = np.asarray(r.polygon, np.float32)
+            xs, ys = rot90_points_back(q[:, 0], q[:, 1], turn, w, h)
+            box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+            if not any(box_iou(box, f.box) > 0.5 for f in found):
+                found.append(Region(box, r.score, "text", polygon=np.stack([xs, ys], axis=1).astype(np.float32)))
+    return found
 
 
 def check_text(original, anonymized, kept_boxes: Sequence = (), *, found: Sequence[Region] | None = None) -> list[dict[str, Any]]:
@@ -314,12 +365,12 @@ def check_pair(checker: PairChecker, original, anonymized, *, text: bool = True,
         records = []
         if faces:
             if "boxes" not in cache:
-                cache["boxes"] = checker.face_boxes(original, upright=cache.get("upright"))
+                cache["boxes"], cache["turn"] = checker.faces_and_turn(original, upright=cache.get("upright"))
             if cache.get("located") is None:
                 cache["located"] = checker.locate(original, cache["boxes"]) if cache["boxes"] else []
             records = checker.check_faces(original, anonymized, cache["boxes"], cache["located"])
         if text and "text" not in cache:
-            cache["text"] = _text_models()[0].detect(original)
+            cache["text"] = text_regions(original, turn=cache.get("turn", 0))
         return records, (check_text(original, anonymized, kept, found=cache["text"]) if text else None)
     before = dict(composite_views(original, original_alpha, always=True))
     after = dict(composite_views(anonymized, anonymized_alpha, always=True))
@@ -413,7 +464,7 @@ def _judge_in_views(checker, before, after, boxes, shown_in, located: dict[str, 
 
 #: raise when what the pair check finds in an original changes (detectors, their settings, the
 #: merge rules): measurements recorded by an older revision are then measured again
-ORIGINAL_REVISION = 1
+ORIGINAL_REVISION = 2
 
 
 def _original_key(checker: PairChecker) -> str:
@@ -434,7 +485,7 @@ def original_record(checker: PairChecker, cache: dict) -> dict[str, Any] | None:
     in several views (an alpha channel)."""
     if "boxes" not in cache:
         return None
-    record: dict[str, Any] = {"key": _original_key(checker),
+    record: dict[str, Any] = {"key": _original_key(checker), "turn": int(cache.get("turn", 0)),
                               "faces": [[*_boxes(box), by, float(score)] for box, by, score in cache["boxes"]]}
     if "text" in cache:
         record["text"] = [[_boxes(np.asarray(r.polygon).ravel()), float(r.score)] for r in cache["text"]]
@@ -450,7 +501,8 @@ def original_cache(checker: PairChecker, record: dict[str, Any] | None) -> dict:
     if not isinstance(record, dict) or record.get("key") != _original_key(checker):
         return {}
     try:
-        cache: dict = {"boxes": [(tuple(float(v) for v in f[:4]), str(f[4]), float(f[5])) for f in record["faces"]]}
+        cache: dict = {"boxes": [(tuple(float(v) for v in f[:4]), str(f[4]), float(f[5])) for f in record["faces"]],
+                       "turn": int(record.get("turn", 0)) % 4}
         if "text" in record:
             quads = [(np.asarray(q, np.float32).reshape(4, 2), float(score)) for q, score in record["text"]]
             cache["text"] = [Region((float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max())),

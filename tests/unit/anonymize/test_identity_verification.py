@@ -98,7 +98,7 @@ def test_a_face_no_region_covers_becomes_a_region(monkeypatch, astronaut):
     """A face only the gate's detectors count (here: the anonymizer's own detector is told it saw
     nothing, so only the last verification finds the face) is anonymized as a new face region."""
     box = (float(ASTRONAUT_FACE[0]), float(ASTRONAUT_FACE[1]), float(ASTRONAUT_FACE[2]), float(ASTRONAUT_FACE[3]))
-    monkeypatch.setattr(PairChecker, "face_boxes", lambda self, image, **kw: [(box, "centerface", 0.9)])
+    monkeypatch.setattr(PairChecker, "faces_and_turn", lambda self, image, **kw: ([(box, "centerface", 0.9)], 0))
     anon = anonlens.Anonymizer(anonlens.AnonymizeConfig(text_review=False))
     found = pipeline.Found([anonlens.Region((0.0, 0.0, 20.0, 20.0), label="face")], ["main"])
     result = anon.anonymize_found(astronaut, found, release_check=True)

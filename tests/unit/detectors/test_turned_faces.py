@@ -63,3 +63,56 @@ def test_the_check_reuses_an_upright_search_and_finds_the_same_faces(grid, astro
         reused = [(r.box, r.score) for r in verifier.faces(image, upright=(same, same.detect(image)))]
         assert reused == own
         assert [(r.box, r.score) for r in verifier.faces(image, upright=(other, []))] == own  # not reused: searched again
+
+
+def test_text_in_a_turned_photo_is_found_read_and_checked(grid):
+    """A photo whose orientation tag was lost: its faces say which way is up (the check's turn),
+    and the text the check reads there is found and counted as readable."""
+    from PIL import Image
+
+    from anonlens.samples import paste_text
+    from anonlens.verify import check_pair, face_turn, pair_checker
+
+    im = Image.fromarray(np.vstack([grid, np.full((200, grid.shape[1], 3), 200, np.uint8)]))
+    plate = paste_text(im, "JANE DOE 4821", (60, grid.shape[0] + 60), size=24)
+    upright = np.asarray(im.convert("RGB"))
+    h, w = upright.shape[:2]
+    checker = pair_checker()
+    for k in (1, 2, 3):
+        turned = np.ascontiguousarray(np.rot90(upright, k))
+        expected = rot90_box_back(plate, (4 - k) % 4, turned.shape[1], turned.shape[0])  # the plate in the turned photo
+        blurred = turned.copy()
+        for box, _, _ in checker.face_boxes(turned):
+            x1, y1, x2, y2 = (int(v) for v in box)
+            blurred[y1:y2, x1:x2] = cv2.GaussianBlur(blurred[y1:y2, x1:x2], (0, 0), 8)
+        cache: dict = {}
+        faces, texts = check_pair(checker, turned, blurred, cache=cache)
+        assert cache["turn"] == (4 - k) % 4 and len(faces) >= 15
+        hits = [t for t in texts if box_iou(t["box"], expected) > 0.3]
+        assert hits and hits[0]["readable"], (k, texts)
+    assert face_turn([]) == 0
+
+
+def test_text_found_in_the_photo_stood_upright_is_mapped_back(monkeypatch):
+    """The text search of a turned photo (:func:`anonlens.verify.text_regions`): what the detector
+    finds in the photo stood upright comes back at the right place, its corners in the text's order."""
+    import anonlens.verify.release as release
+    from anonlens.regions import Region
+
+    h, w = 300, 500  # the turned photo: 500 wide, 300 high
+    quad = np.array([[40, 100], [200, 100], [200, 130], [40, 130]], np.float32)  # upright text, 160 x 30
+
+    class Stub:
+        def detect(self, image):
+            if image.shape[:2] == (w, h):  # the photo stood upright (turned by a quarter: 300 wide, 500 high)
+                return [Region((40.0, 100.0, 200.0, 130.0), 0.9, "text", polygon=quad)]
+            return []
+
+    monkeypatch.setattr(release, "_text_models", lambda: (Stub(), None))
+    turned = np.zeros((h, w, 3), np.uint8)
+    for k in (1, 3):
+        (region,) = release.text_regions(turned, turn=k)
+        assert region.box == rot90_box_back((40.0, 100.0, 200.0, 130.0), k, w, h)
+        top_left, top_right = region.polygon[0], region.polygon[1]
+        assert np.linalg.norm(top_right - top_left) == pytest.approx(160)  # the reading direction is kept
+    assert release.text_regions(turned, turn=0) == []
