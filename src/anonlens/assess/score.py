@@ -157,10 +157,11 @@ def _jsonable(v: Any) -> Any:
 
 
 def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence[Metric | GroupMetric]) -> Iterator[tuple]:
-    """The scored rows ``(pair, values, error, original_vector, anonymized_vector)`` of ``pairs``
-    (videos expanded to their sampled frames), in completion order: images are decoded in a small
-    thread pool and grouped by size into batches for the tensor metrics; group metrics accumulate
-    their features in place. The vectors are the identity metric's descriptors (None without it)."""
+    """The scored rows ``(pair, values, error)`` of ``pairs`` (videos expanded to their sampled
+    frames), in completion order: images are decoded in a small thread pool and grouped by size
+    into batches for the tensor metrics; group metrics accumulate their features in place. The
+    identity metric's face descriptors (biometric data) never leave this function: dropped after
+    each batch, never in a row (rows cross processes and Ray's object store)."""
     pair_metrics = [m for m in metrics if isinstance(m, Metric)]
     group_metrics = [m for m in metrics if isinstance(m, GroupMetric)]
     identity = next((m for m in pair_metrics if m.name == "identity"), None)
@@ -173,7 +174,6 @@ def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence
             None if items[0][1] is None else [o for _, o, _ in items],
             [p.key for p, _, _ in items],
         )
-        n_before = len(identity.original_vectors) if identity else 0
         columns_out: dict[str, list] = {}
         for m in pair_metrics:
             columns_out.update(m(batch))
@@ -186,10 +186,8 @@ def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence
                 gm.update(g, batch.original[idx], batch.anonymized[idx])
         rows = []
         for i, (pair, _, _) in enumerate(items):
-            values = {c: v[i] for c, v in columns_out.items()}
-            vectors = (identity.original_vectors[n_before + i], identity.anonymized_vectors[n_before + i]) if identity else (None, None)
-            rows.append((pair, values, None, *vectors))
-        if identity is not None:  # the vectors now travel with the rows
+            rows.append((pair, {c: v[i] for c, v in columns_out.items()}, None))
+        if identity is not None:  # its descriptors are dropped here
             identity.original_vectors.clear()
             identity.anonymized_vectors.clear()
         yield from rows
@@ -208,7 +206,7 @@ def score_stream(pairs: Iterable[Pair], options: ScoreOptions, metrics: Sequence
                 break
             pair, orig, anon, error = window.pop(0).result()
             if error:
-                yield pair, {}, error, None, None
+                yield pair, {}, error
                 continue
             shape = (anon.shape, orig is None)
             buckets.setdefault(shape, []).append((pair, orig, anon))
@@ -313,7 +311,7 @@ def score_pairs(
             writer.writeheader()
 
         scored = engine.map_score(pairs, options, metrics, stream=score_stream, chunk=score_chunk, merge=merge_states)
-        for pair, values, error, _orig_vec, _anon_vec in scored:
+        for pair, values, error in scored:
             faces = values.pop(_FACES, None)
             row = {
                 "key": pair.key,

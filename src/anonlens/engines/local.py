@@ -61,7 +61,7 @@ class LocalEngine:
 
     def map_score(self, pairs: Iterable, options, metrics: list, *, stream: Callable[..., Iterator[tuple]],
                   chunk: Callable[..., tuple], merge: Callable[[list, dict], None]) -> Iterator[tuple]:
-        """The scored rows ``stream(pairs, options, metrics)`` (``(pair, values, error,
-        original_vector, anonymized_vector)``), computed in this process: the group metrics in
+        """The scored rows ``stream(pairs, options, metrics)`` (``(pair, values, error)``),
+        computed in this process: the group metrics in
         ``metrics`` accumulate in place, so ``chunk`` and ``merge`` (the Ray engine's) are unused."""
         yield from stream(pairs, options, metrics)

@@ -212,3 +212,23 @@ def test_stateless_metrics_are_shared_between_chunks_stateful_are_new():
     assert first[0] is second[0]  # mse: stateless, pooled
     assert first[1] is not second[1]  # kid collects features: one per chunk ...
     assert first[1]._feature is second[1]._feature is feature  # ... with the same network
+
+
+def test_face_descriptors_never_leave_the_scoring_chunk(tmp_path, astronaut):
+    """Rows cross processes and Ray's object store: they hold the columns, never a face descriptor
+    (biometric data) of the identity metric."""
+    from PIL import Image
+
+    from anonlens.assess.pairs import Pair
+    from anonlens.assess.score import ScoreOptions, score_chunk
+
+    Image.fromarray(astronaut).save(tmp_path / "o.png")
+    Image.fromarray(astronaut[:, ::-1].copy()).save(tmp_path / "a.png")
+    rows, _ = score_chunk([Pair("x", tmp_path / "a.png", tmp_path / "o.png")], ScoreOptions(metrics=("identity",), decode_threads=1))
+    ((pair, values, error),) = rows
+    assert error is None and values["orig_face_found"]
+
+    def arrays(v):
+        return isinstance(v, np.ndarray) or (isinstance(v, (list, tuple, dict)) and any(arrays(x) for x in (v.values() if isinstance(v, dict) else v)))
+
+    assert not arrays(values)
