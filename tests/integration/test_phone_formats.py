@@ -155,3 +155,62 @@ def test_the_service_takes_a_heic_and_returns_one(astronaut):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/heic" and metadata_segments(r.content) == []
     assert decode_image(r.content).format == "HEIF"
+
+
+# -- crafted HEIF files: what a hostile or odd writer can hide ----------------------------------------
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _full(kind: bytes, payload: bytes, version: int = 0) -> bytes:
+    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
+def _crafted(clean: bytes, items, refs=(), extents=None, iloc_sizes=b"\x44\x00", twice: bytes = b"") -> bytes:
+    """A HEIF with the clean file's picture (its hvcC and coded bytes) and ``items``
+    (``[(id, type)]``; item 1 is the picture), ``refs`` (``[(type, from, [to])]``), the EXIF blob
+    after the picture in ``mdat``; ``twice``: a box name repeated inside ``meta``."""
+    from anonlens.io.isobmff import _boxes
+
+    top = {k: (s, e) for k, s, e in _boxes(clean, 0, len(clean))}
+    picture = clean[top["mdat"][0] : top["mdat"][1]]
+    iprp = next(clean[s - 8 : e] for k, s, e in _boxes(clean, top["meta"][0] + 4, top["meta"][1]) if k == "iprp")
+    tags = Image.Exif()
+    tags[0x013B] = "John Smith"  # Artist
+    exif = struct.pack(">I", 6) + tags.tobytes()  # the TIFF header's offset, then "Exif\0\0" and the TIFF
+    iinf = _full(b"iinf", struct.pack(">H", len(items)) + b"".join(
+        _full(b"infe", struct.pack(">HH", i, 0) + t + b"\0", version=2) for i, t in items))
+    iref = _full(b"iref", b"".join(_box(t, struct.pack(">HH", a, len(b)) + b"".join(struct.pack(">H", x) for x in b)) for t, a, b in refs))
+    hdlr = _full(b"hdlr", b"\0" * 4 + b"pict" + b"\0" * 13)
+    pitm = _full(b"pitm", struct.pack(">H", 1))
+
+    def meta(at: int) -> bytes:
+        where = extents or {1: [(at, len(picture))], **{i: [(at + len(picture), len(exif))] for i, t in items if t == b"Exif"}}
+        body = struct.pack(">H", len(where)) + b"".join(
+            struct.pack(">HHH", i, 0, len(ext)) + b"".join(struct.pack(">II", o, n) for o, n in ext) for i, ext in where.items())
+        iloc = _full(b"iloc", iloc_sizes + body)
+        parts = {b"hdlr": hdlr, b"pitm": pitm, b"iloc": iloc, b"iinf": iinf, b"iref": iref if refs else b"", b"iprp": iprp}
+        return _full(b"meta", b"".join(parts.values()) + parts.get(twice, b""))
+
+    ftyp = _box(b"ftyp", b"heic\0\0\0\0mif1heic")
+    head = ftyp + meta(0)
+    head = ftyp + meta(len(head) + 8)
+    return head + _box(b"mdat", picture + exif)
+
+
+def test_the_box_check_finds_what_crafted_files_hide(astronaut):
+    clean = _heif(np.ascontiguousarray(astronaut[::8, ::8]))
+    plain = _crafted(clean, [(1, b"hvc1"), (2, b"Exif")], refs=[(b"cdsc", 2, [1])])
+    assert metadata_segments(plain) == ["Exif"] and metadata_problems(plain, keep_metadata=True) == ["EXIF IFD0 315(Artist)"]
+    # an Exif item made part of the picture by a reference, a second Exif, one not the picture's
+    for items, refs in (([(1, b"hvc1"), (2, b"Exif")], [(b"dimg", 1, [2])]),
+                        ([(1, b"hvc1"), (2, b"Exif"), (3, b"Exif")], [(b"cdsc", 2, [1]), (b"cdsc", 3, [1])]),
+                        ([(1, b"hvc1"), (2, b"Exif")], [])):
+        data = _crafted(clean, items, refs)
+        assert metadata_segments(data) and metadata_problems(data, keep_metadata=True), (items, refs)
+    # a box repeated inside meta (decoders read the first, a careless check the last): unreadable
+    assert "unreadable" in metadata_segments(_crafted(clean, [(1, b"hvc1")], twice=b"iinf"))[0]
+    # item locations whose extents take no bytes (65,535 of them would fit in 8 bytes): refused, not walked
+    dos = _crafted(clean, [(1, b"hvc1")], extents={1: [(0, 0)] * 3}, iloc_sizes=b"\x00\x00")
+    assert "unreadable" in metadata_segments(dos)[0]
