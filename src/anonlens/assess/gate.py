@@ -68,7 +68,7 @@ import numpy as np
 from ..audit import find_manifest
 from ..errors import AnonlensError
 from ..identity import DLIB_MATCH_THRESHOLD
-from ..io import DEFAULT_MAX_PIXELS, decode_image, is_video, max_input_bytes, read_regular_file, sha256_bytes
+from ..io import DEFAULT_MAX_PIXELS, decode_image, is_video, max_input_bytes, read_image, read_regular_file, sha256_bytes
 from ..pipeline import normalize_scope
 from ..verify import (DEFAULT_ATTACKERS, AttackerSpec, check_pair, face_boxes_of, identity_figures, original_cache, pair_checker,
                       parse_attacker, people_without_faces)
@@ -269,7 +269,7 @@ def release_gate(
             else:
                 data = read_regular_file(pair.original, max_bytes=max_input_bytes(DEFAULT_MAX_PIXELS))
                 orig = decode_image(data, name=pair.original)
-                anon = decode_image(read_regular_file(pair.anonymized, max_bytes=max_input_bytes(DEFAULT_MAX_PIXELS)), name=pair.anonymized)
+                anon = read_image(pair.anonymized)
                 original, anonymized = orig.rgb, anon.rgb
                 if original.shape[:2] != anonymized.shape[:2]:
                     raise AnonlensError(f"sizes differ: original {original.shape[1]}x{original.shape[0]}, anonymized {anonymized.shape[1]}x{anonymized.shape[0]}")

@@ -263,7 +263,8 @@ def _walk(data: bytes) -> tuple[list[str], list[str], list[bytes]]:
             found.append(f"item reference {kind}")
     described = {src for kind, src, targets in refs if kind == "cdsc" and primary in targets}
     exif_items = 0
-    for item in sorted(set(_locations(data, *inner["iloc"])) - set(items)):
+    locations = _locations(data, *inner["iloc"])
+    for item in sorted(set(locations) - set(items)):
         found.append(f"item {item} located but not listed")
     for item, (item_type, content, name) in sorted(items.items()):
         if item in picture:
@@ -291,7 +292,7 @@ def _walk(data: bytes) -> tuple[list[str], list[str], list[bytes]]:
                 found.append("ICC (not the picture's)")
         elif kind not in _PIXEL_PROPERTIES:
             found.append(f"property {kind}")
-    return found, _unreferenced(data, mdats, inner, _locations(data, *inner["iloc"])), profiles
+    return found, _unreferenced(data, mdats, inner, locations), profiles
 
 
 def _unreferenced(data, mdats, inner, locations) -> list[str]:
